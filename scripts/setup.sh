@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what the gateway needs (and with --test or --bench, what its tests need), then builds.
+# Safe to run again: it only installs what is missing and rebuilds incrementally.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-run}
+debs=()
+have() { command -v "$1" >/dev/null 2>&1; }
+
+have docker-registry || have registry || debs+=(docker-registry)
+if [ "$mode" = --test ] || [ "$mode" = --bench ]; then
+  have skopeo || debs+=(skopeo)
+  have htpasswd || debs+=(apache2-utils)
+  have openssl || debs+=(openssl)
+fi
+if [ "$mode" = --bench ]; then
+  have wrk || debs+=(wrk)
+fi
+
+if [ ${#debs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && have apt-get; then
+    echo "setup: installing Debian packages: ${debs[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${debs[@]}" >/dev/null
+  else
+    echo "setup: missing Debian packages. Install them with:" >&2
+    echo "    sudo apt-get install -y ${debs[*]}" >&2
+    # The gateway itself can still run against a registry elsewhere (GATEWAY_UPSTREAM); tests cannot.
+    [ "$mode" = run ] || exit 1
+  fi
+fi
+
+# npm ci when node_modules is missing or older than the lock file.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: installing npm packages" >&2
+  npm ci --no-audit --no-fund --loglevel=error >&2
+fi
+
+npx --no-install tsc -p . >&2

@@ -1,0 +1,106 @@
+// Scopes: parse and format them, the scope a /v2/ request needs, and what an identity is granted.
+
+import { isRepositoryName } from './reference.js';
+
+export type Action = 'pull' | 'push' | 'delete' | '*';
+
+/** One entry of a token's `access` claim, and one parsed `scope` parameter. */
+export interface Access {
+  type: string;
+  name: string;
+  actions: string[];
+}
+
+/** Who is asking: a user from htpasswd, or nobody (anonymous, sub ""). */
+export interface Identity {
+  user: string | null;
+}
+
+const knownTypes = new Set(['repository', 'registry']);
+
+/**
+ * Parses one scope, `type[(class)]:name:action[,action...]`. The name may itself contain ':'
+ * (a host with a port), so the type ends at the first colon and the actions begin at the last.
+ * Returns undefined for anything the gateway cannot grant (unknown type, invalid name); the
+ * token service then simply leaves it out of the grant.
+ */
+export function parseScope(scope: string): Access | undefined {
+  const first = scope.indexOf(':');
+  const last = scope.lastIndexOf(':');
+  if (first <= 0 || last === first) return undefined;
+  const rawType = scope.slice(0, first);
+  const name = scope.slice(first + 1, last);
+  const actions = scope
+    .slice(last + 1)
+    .split(',')
+    .filter((action) => action.length > 0);
+  const type = rawType.replace(/\([a-z0-9]+\)$/, '');
+  if (!knownTypes.has(type) || actions.length === 0) return undefined;
+  if (type === 'repository' && !isRepositoryName(name)) return undefined;
+  if (type === 'registry' && name !== 'catalog') return undefined;
+  return { type, name, actions: [...new Set(actions)].sort() };
+}
+
+/** Parses every scope of a request; one parameter may hold several, space-separated. */
+export function parseScopes(values: readonly string[]): Access[] {
+  const result: Access[] = [];
+  for (const value of values) {
+    for (const part of value.split(' ')) {
+      if (part.length === 0) continue;
+      const access = parseScope(part);
+      if (access) result.push(access);
+    }
+  }
+  return mergeAccess(result);
+}
+
+export function formatScope(access: Access): string {
+  return `${access.type}:${access.name}:${access.actions.join(',')}`;
+}
+
+/** Merges entries for the same resource, so that a token never lists a resource twice. */
+export function mergeAccess(entries: readonly Access[]): Access[] {
+  const byResource = new Map<string, Access>();
+  for (const entry of entries) {
+    const key = `${entry.type}:${entry.name}`;
+    const known = byResource.get(key);
+    if (known) {
+      known.actions = [...new Set([...known.actions, ...entry.actions])].sort();
+    } else {
+      byResource.set(key, { type: entry.type, name: entry.name, actions: [...entry.actions].sort() });
+    }
+  }
+  return [...byResource.values()];
+}
+
+/** True when `granted` (a token's access claim) covers every action of every entry of `needed`. */
+export function covers(granted: readonly Access[], needed: readonly Access[]): boolean {
+  return needed.every((need) => {
+    const entry = granted.find((g) => g.type === need.type && g.name === need.name);
+    if (!entry) return false;
+    return entry.actions.includes('*') || need.actions.every((action) => entry.actions.includes(action));
+  });
+}
+
+/** Decides what an identity may do; the one place authorization decisions are made. */
+export interface Authorizer {
+  /** Returns requested ∩ allowed, never throwing for a partial or empty grant. */
+  grant(identity: Identity, requested: readonly Access[]): Access[];
+  /** Whether an identity without credentials may get a token at all. */
+  allowsAnonymous(): boolean;
+}
+
+/**
+ * registry:2's own htpasswd behaviour: every authenticated user is granted everything asked for,
+ * and anonymous callers nothing.
+ */
+export class AuthenticatedUsersMayDoAnything implements Authorizer {
+  grant(identity: Identity, requested: readonly Access[]): Access[] {
+    if (identity.user === null) return [];
+    return requested.map((access) => ({ ...access, actions: [...access.actions] }));
+  }
+
+  allowsAnonymous(): boolean {
+    return false;
+  }
+}

@@ -1,0 +1,120 @@
+// The Express app in request order: log, security headers, health, token service, /v2/ gate, proxy, errors.
+
+import express, { type NextFunction, type Request, type Response } from 'express';
+import helmet from 'helmet';
+import type { Logger } from 'pino';
+import type { Authorizer } from './access.js';
+import { accessLog } from './access-log.js';
+import type { Authenticator } from './authenticator.js';
+import type { Config } from './config.js';
+import { RegistryError } from './errors.js';
+import { createV2Gate } from './gate.js';
+import type { UserStore } from './htpasswd.js';
+import type { RegistryProxy } from './proxy.js';
+import type { TokenAuthority } from './token.js';
+import { createTokenRouter } from './token-service.js';
+
+export interface AppDependencies {
+  config: Readonly<Config>;
+  logger: Logger;
+  tokens: TokenAuthority;
+  authenticator: Authenticator;
+  authorizer: Authorizer;
+  users: () => UserStore;
+  proxy: RegistryProxy;
+  /** Whether the upstream registry answers; backs /readyz. */
+  upstreamReady(): Promise<boolean>;
+}
+
+/** A Host header as clients send it: name or [IPv6], optional port. Anything else never reaches a realm. */
+const hostHeaderPattern = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/;
+
+export function publicOriginResolver(config: Readonly<Config>) {
+  return function publicOrigin(req: Request): string {
+    if (config.publicUrl) return config.publicUrl.origin;
+    const host = req.headers.host;
+    if (host === undefined || !hostHeaderPattern.test(host)) throw new RegistryError('UNSUPPORTED', 'missing or malformed Host header', undefined, 400);
+    return `https://${host.toLowerCase()}`;
+  };
+}
+
+export function createApp(deps: AppDependencies): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  const publicOrigin = publicOriginResolver(deps.config);
+
+  app.use(accessLog(deps.logger));
+  app.use(
+    helmet({
+      // HSTS without includeSubDomains: the registry may live on an apex domain that serves other hosts.
+      strictTransportSecurity: { maxAge: 31_536_000, includeSubDomains: false },
+      contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+      crossOriginResourcePolicy: { policy: 'same-origin' },
+    }),
+  );
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    const ready = await deps.upstreamReady();
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ok' : 'upstream unavailable' });
+  });
+
+  if (deps.config.auth === 'token') {
+    app.use(
+      '/token',
+      createTokenRouter({ tokens: deps.tokens, authenticator: deps.authenticator, authorizer: deps.authorizer, users: deps.users, publicOrigin }),
+    );
+  }
+
+  app.use(
+    createV2Gate({
+      mode: deps.config.auth,
+      service: deps.config.service,
+      tokens: deps.tokens,
+      authenticator: deps.authenticator,
+      authorizer: deps.authorizer,
+      publicOrigin,
+    }),
+  );
+  app.use((req, res, next) => {
+    if (res.locals.route === undefined) return next();
+    deps.proxy.forward(req, res);
+  });
+
+  app.use((_req, _res, next) => {
+    next(new RegistryError('UNSUPPORTED', 'not found', undefined, 404));
+  });
+  app.use(errorHandler(deps.logger));
+  return app;
+}
+
+function errorHandler(logger: Logger) {
+  return function handleError(error: unknown, req: Request, res: Response, _next: NextFunction): void {
+    let registryError: RegistryError;
+    if (error instanceof RegistryError) {
+      registryError = error;
+    } else if (isHttpError(error) && error.status < 500) {
+      // body-parser and express raise these for malformed or oversized bodies.
+      registryError = new RegistryError('UNSUPPORTED', error.expose ? error.message : 'bad request', undefined, error.status);
+    } else {
+      logger.error({ err: error, method: req.method, path: req.path }, 'request failed');
+      registryError = new RegistryError('UNKNOWN', 'internal error');
+    }
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    res.status(registryError.status);
+    res.set('Docker-Distribution-Api-Version', 'registry/2.0');
+    res.set(registryError.headers);
+    res.set('Cache-Control', 'no-store');
+    res.json(registryError.toBody());
+  };
+}
+
+function isHttpError(error: unknown): error is { status: number; message: string; expose?: boolean } {
+  return typeof error === 'object' && error !== null && typeof (error as { status?: unknown }).status === 'number';
+}

@@ -1,0 +1,159 @@
+#!/usr/bin/env node
+// The `gateway` command: argv -> command. The only module that reads process.env or exits.
+
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { pino } from 'pino';
+import { stringify as toYaml } from 'yaml';
+import { createCertificates, defaultHosts, trustInstructions, validateHost } from './certs.js';
+import { describeConfig, loadConfig, settings } from './config.js';
+import { CliError, ConfigError } from './errors.js';
+import { startGateway } from './gateway.js';
+import { addUser, DEFAULT_BCRYPT_COST, listUsers, removeUser, validateUserName } from './htpasswd.js';
+import { readPassword } from './prompt.js';
+
+const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+function settingsHelp(): string {
+  const width = Math.max(...settings.map((s) => s.env.length));
+  const rows = settings.map((s) => `  ${s.env.padEnd(width)}  ${s.key}: ${s.description} (default: ${s.default})`);
+  return `\nSettings (environment variable, then YAML key in --config; variables win):\n${rows.join('\n')}\n`;
+}
+
+const htpasswdOption = () => new Option('--htpasswd <file>', 'htpasswd file').default(process.env.GATEWAY_HTPASSWD || 'htpasswd/htpasswd');
+
+function parseCost(value: string): number {
+  const cost = Number(value);
+  if (!Number.isInteger(cost)) throw new CliError(`--cost must be a whole number, got "${value}"`, 2);
+  return cost;
+}
+
+async function serve(options: { config?: string }): Promise<void> {
+  const { config, warnings } = loadConfig({ file: options.config, env: process.env, cwd: process.cwd() });
+  const logger = pino({ level: config.logLevel, base: { service: 'registry-gateway' }, timestamp: pino.stdTimeFunctions.isoTime });
+  for (const warning of warnings) logger.warn(warning);
+  const gateway = await startGateway(config, { logger, env: process.env, announce: (message) => process.stderr.write(`\n${message}\n\n`) });
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal, grace_seconds: config.shutdownGraceSeconds }, 'shutting down');
+    gateway.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => void gateway.reload());
+}
+
+async function certs(options: { dir: string; host?: string[]; force?: boolean; port: string }): Promise<void> {
+  const hosts = (options.host?.length ? options.host : defaultHosts()).map(validateHost);
+  const files = await createCertificates({ dir: options.dir, hosts: [...new Set(hosts)], force: options.force });
+  const said = (created: boolean, what: string, where: string) => `${created ? 'created' : 'kept   '} ${what.padEnd(20)} ${where}`;
+  process.stdout.write(
+    [
+      said(files.createdCa, 'CA', `${files.caCert} (key ${files.caKey})`),
+      said(files.createdServer, 'server certificate', `${files.serverCert} (key ${files.serverKey}) for ${hosts.join(', ')}`),
+      said(files.createdToken, 'token signing key', `${files.tokenKey} (certificate ${files.tokenCert})`),
+      '',
+      trustInstructions(files, `${hosts[0]}:${options.port}`),
+      '',
+    ].join('\n'),
+  );
+}
+
+async function userAdd(name: string, options: { htpasswd: string; passwordStdin?: boolean; cost: number }): Promise<void> {
+  validateUserName(name);
+  const password = await readPassword({ fromStdin: options.passwordStdin === true, confirm: true });
+  const outcome = await addUser(options.htpasswd, name, password, options.cost);
+  process.stdout.write(`${outcome === 'added' ? 'added' : 'changed password of'} user "${name}" in ${options.htpasswd}\n`);
+}
+
+async function userRemove(name: string, options: { htpasswd: string }): Promise<void> {
+  if (!(await removeUser(options.htpasswd, name))) throw new CliError(`no user "${name}" in ${options.htpasswd}`);
+  process.stdout.write(`removed user "${name}" from ${options.htpasswd}\n`);
+}
+
+async function userList(options: { htpasswd: string }): Promise<void> {
+  for (const user of await listUsers(options.htpasswd)) process.stdout.write(`${user}\n`);
+}
+
+async function configCheck(options: { config?: string }): Promise<void> {
+  const { config, warnings } = loadConfig({ file: options.config, env: process.env, cwd: process.cwd() });
+  for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
+  process.stdout.write(`configuration is valid:\n${toYaml(describeConfig(config))}`);
+}
+
+function program(): Command {
+  const cli = new Command('gateway')
+    .description('HTTPS, htpasswd and token authentication in front of a private Docker/OCI registry')
+    .version(version)
+    .showHelpAfterError()
+    .exitOverride();
+
+  cli
+    .command('serve')
+    .description('run the gateway (with no GATEWAY_UPSTREAM, also a local registry with storage under ./data)')
+    .option('-c, --config <file>', 'YAML file with settings (keys below); environment variables override it')
+    .addHelpText('after', settingsHelp())
+    .action(serve);
+
+  cli
+    .command('certs')
+    .description('create a local CA (once), a server certificate signed by it, and the token signing key')
+    .option('--dir <dir>', 'output folder', 'certs')
+    .option('--host <host>', 'DNS name or IP address for the certificate, repeatable (default: localhost, 127.0.0.1, ::1 and this hostname)', (value: string, previous: string[] = []) => [...previous, value])
+    .option('--port <port>', 'port clients use, for the trust instructions', '5443')
+    .option('--force', 'replace an existing server certificate (the CA is kept)')
+    .action(certs);
+
+  const user = cli.command('user').description('manage users in the htpasswd file (bcrypt, compatible with htpasswd -B and registry:2)');
+  user
+    .command('add <name>')
+    .description('add a user, or change their password')
+    .addOption(htpasswdOption())
+    .option('--password-stdin', 'read the password from standard input')
+    .addOption(new Option('--cost <n>', 'bcrypt cost (4-17)').default(DEFAULT_BCRYPT_COST).argParser(parseCost))
+    .action(userAdd);
+  user.command('remove <name>').description('remove a user').addOption(htpasswdOption()).action(userRemove);
+  user.command('list').description('list user names').addOption(htpasswdOption()).action(userList);
+
+  const config = cli.command('config').description('configuration');
+  config
+    .command('check')
+    .description('validate the configuration and print the effective settings')
+    .option('-c, --config <file>', 'YAML file with settings')
+    .addHelpText('after', settingsHelp())
+    .action(configCheck);
+  return cli;
+}
+
+async function main(argv: string[]): Promise<void> {
+  try {
+    await program().parseAsync(argv);
+  } catch (error) {
+    if (error instanceof CommanderError) process.exit(error.exitCode);
+    if (error instanceof CliError) {
+      process.stderr.write(`gateway: ${error.message}\n`);
+      process.exit(error.exitCode);
+    }
+    if (error instanceof ConfigError) {
+      process.stderr.write(`gateway: configuration error: ${error.message}\n`);
+      process.exit(2);
+    }
+    const code = (error as NodeJS.ErrnoException).code;
+    process.stderr.write(`gateway: ${(error as Error).message ?? String(error)}${code ? ` (${code})` : ''}\n`);
+    process.exit(1);
+  }
+}
+
+await main(process.argv);

@@ -1,0 +1,184 @@
+// Starts a whole gateway from a Config: keys and users on first run, upstream (or embedded registry), HTTPS server.
+
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, unwatchFile, watchFile } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { AuthenticatedUsersMayDoAnything, type Authorizer } from './access.js';
+import { createApp, publicOriginResolver } from './app.js';
+import { Authenticator, PasswordChecker } from './authenticator.js';
+import { createCertificates, defaultHosts, ensureTokenSigningKey } from './certs.js';
+import type { Config } from './config.js';
+import { ConfigError } from './errors.js';
+import { addUser, UserStore } from './htpasswd.js';
+import { createRegistryProxy } from './proxy.js';
+import { findRegistryBinary, RegistryProcess, registryInstallHint } from './registry-process.js';
+import { startHttpsServer } from './server.js';
+import { TokenAuthority } from './token.js';
+
+export interface GatewayOptions {
+  logger: Logger;
+  /** Environment for finding the registry binary (PATH) and for its child process. */
+  env: NodeJS.ProcessEnv;
+  /** Where one-time messages for the operator go (generated password, generated certificates). */
+  announce(message: string): void;
+}
+
+export interface RunningGateway {
+  /** https://HOST:PORT as bound (127.0.0.1 when listening on all addresses). */
+  url: string;
+  port: number;
+  upstream: URL;
+  /** Re-reads htpasswd and the TLS certificate (what SIGHUP does). */
+  reload(): Promise<void>;
+  close(): Promise<void>;
+}
+
+function bothOrNeither(a: string, b: string, aKey: string, bKey: string): boolean {
+  const hasA = existsSync(a);
+  const hasB = existsSync(b);
+  if (hasA !== hasB) {
+    const [present, missing, key] = hasA ? [a, b, bKey] : [b, a, aKey];
+    throw new ConfigError(key, `${missing} is missing while ${present} exists; provide both or neither`);
+  }
+  return hasA;
+}
+
+/** First run: certificates as `gateway certs` makes them, when the operator supplied none. */
+async function ensureTlsFiles(config: Readonly<Config>, options: GatewayOptions): Promise<void> {
+  if (bothOrNeither(config.tlsCert, config.tlsKey, 'GATEWAY_TLS_CERT', 'GATEWAY_TLS_KEY')) return;
+  const dir = path.dirname(config.tlsCert);
+  if (path.dirname(config.tlsKey) !== dir || path.basename(config.tlsCert) !== 'server.crt' || path.basename(config.tlsKey) !== 'server.key') {
+    throw new ConfigError('GATEWAY_TLS_CERT', `${config.tlsCert} does not exist; create it, or leave GATEWAY_TLS_CERT/GATEWAY_TLS_KEY at their defaults to have them generated`);
+  }
+  const hosts = defaultHosts();
+  if (config.publicUrl && !hosts.includes(config.publicUrl.hostname)) hosts.unshift(config.publicUrl.hostname.replace(/^\[|\]$/g, ''));
+  const files = await createCertificates({ dir, hosts });
+  options.announce(
+    `No TLS certificate found: created a local CA and a server certificate in ${dir} for ${hosts.join(', ')}.\n` +
+      `Clients must trust ${files.caCert} (see \`gateway certs --help\`), or supply your own certificate.`,
+  );
+}
+
+/** First run: an admin user with a random password, shown once. */
+async function ensureUsers(config: Readonly<Config>, options: GatewayOptions): Promise<void> {
+  if (existsSync(config.htpasswd)) return;
+  const password = randomBytes(18).toString('base64url');
+  await addUser(config.htpasswd, 'admin', password);
+  options.announce(
+    `No htpasswd file found: created ${config.htpasswd} with user "admin" and password\n\n    ${password}\n\n` +
+      'This password is shown only once. Change it with `gateway user add admin`, add users with `gateway user add NAME`.',
+  );
+}
+
+async function startEmbeddedRegistry(config: Readonly<Config>, options: GatewayOptions): Promise<RegistryProcess> {
+  const binary = findRegistryBinary(config.registryBin, options.env.PATH);
+  if (!binary) {
+    const wanted = config.registryBin ? `GATEWAY_REGISTRY_BIN=${config.registryBin} is not an executable file. ` : 'No registry binary (docker-registry or registry) found on PATH. ';
+    throw new ConfigError('GATEWAY_UPSTREAM', `${wanted}${registryInstallHint}`);
+  }
+  const registry = new RegistryProcess({ binary, dataDir: config.dataDir, logger: options.logger.child({ component: 'registry' }), env: options.env });
+  await registry.start();
+  options.logger.info({ binary, url: registry.url, storage: path.join(config.dataDir, 'registry') }, 'embedded registry started');
+  return registry;
+}
+
+function probeUpstream(upstream: URL): Promise<boolean> {
+  const client = upstream.protocol === 'https:' ? https : http;
+  return new Promise((resolve) => {
+    const request = client.get(new URL('/v2/', upstream), { timeout: 2000, agent: false }, (response) => {
+      response.resume();
+      resolve((response.statusCode ?? 500) < 500);
+    });
+    request.on('timeout', () => request.destroy());
+    request.on('error', () => resolve(false));
+  });
+}
+
+export async function startGateway(config: Readonly<Config>, options: GatewayOptions, authorizer: Authorizer = new AuthenticatedUsersMayDoAnything()): Promise<RunningGateway> {
+  const { logger } = options;
+  await ensureTlsFiles(config, options);
+  if (!bothOrNeither(config.tokenKey, config.tokenCert, 'GATEWAY_TOKEN_KEY', 'GATEWAY_TOKEN_CERT')) {
+    await ensureTokenSigningKey(config.tokenKey, config.tokenCert);
+    logger.info({ key: config.tokenKey, cert: config.tokenCert }, 'created token signing key');
+  }
+  await ensureUsers(config, options);
+
+  const tokens = new TokenAuthority({
+    privateKeyPem: readFileSync(config.tokenKey, 'utf8'),
+    certificatePem: readFileSync(config.tokenCert, 'utf8'),
+    issuer: config.tokenIssuer,
+    service: config.service,
+    ttlSeconds: config.tokenTtlSeconds,
+  });
+  const users = await UserStore.load(config.htpasswd);
+  for (const problem of users.problems()) logger.warn({ file: config.htpasswd }, `htpasswd ${problem}`);
+  const checker = new PasswordChecker();
+  const authenticator = new Authenticator(users, checker, { cacheTtlMs: config.basicCacheSeconds * 1000 });
+
+  const registry = config.upstream ? undefined : await startEmbeddedRegistry(config, options);
+  const upstream = config.upstream ?? new URL(registry!.url);
+  const proxy = createRegistryProxy({ upstream, logger, publicOrigin: publicOriginResolver(config) });
+
+  const app = createApp({ config, logger, tokens, authenticator, authorizer, users: () => users, proxy, upstreamReady: () => probeUpstream(upstream) });
+  let server;
+  try {
+    server = await startHttpsServer(app, { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), listen: config.listen });
+  } catch (error) {
+    await registry?.stop();
+    await checker.close();
+    throw error;
+  }
+
+  const reloadUsers = async () => {
+    try {
+      const problems = await users.reload();
+      logger.info({ file: config.htpasswd, users: users.users().length }, 'htpasswd reloaded');
+      for (const problem of problems) logger.warn({ file: config.htpasswd }, `htpasswd ${problem}`);
+    } catch (error) {
+      logger.error({ file: config.htpasswd, err: (error as Error).message }, 'htpasswd reload failed; keeping the previous users');
+    }
+  };
+  // Polling survives the atomic rename that `gateway user add` and editors do, which fs.watch loses
+  // track of; the short settle delay lets a non-atomic writer (Apache's htpasswd) finish first.
+  let settle: NodeJS.Timeout | undefined;
+  watchFile(config.htpasswd, { interval: 500, persistent: false }, (current, previous) => {
+    if (current.mtimeMs === previous.mtimeMs && current.ino === previous.ino && current.size === previous.size) return;
+    clearTimeout(settle);
+    settle = setTimeout(() => void reloadUsers(), 150);
+  });
+
+  const host = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? '127.0.0.1' : config.listen.host;
+  const url = `https://${host.includes(':') ? `[${host}]` : host}:${server.address.port}`;
+  logger.info({ url, upstream: upstream.origin, auth: config.auth, service: config.service, embedded: registry !== undefined }, 'gateway listening');
+
+  let closed: Promise<void> | undefined;
+  return {
+    url,
+    port: server.address.port,
+    upstream,
+    async reload() {
+      await reloadUsers();
+      try {
+        server.server.setSecureContext({ cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), minVersion: 'TLSv1.2' });
+        logger.info({ cert: config.tlsCert }, 'TLS certificate reloaded');
+      } catch (error) {
+        logger.error({ err: (error as Error).message }, 'TLS certificate reload failed; keeping the previous one');
+      }
+    },
+    close() {
+      closed ??= (async () => {
+        unwatchFile(config.htpasswd);
+        clearTimeout(settle);
+        await server.close(config.shutdownGraceSeconds * 1000);
+        proxy.close();
+        await registry?.stop();
+        await checker.close();
+        logger.info('gateway stopped');
+      })();
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,126 @@
+// The token endpoint: GET per the Docker token spec and POST per its OAuth2 variant.
+
+import express, { type Request, type Response } from 'express';
+import { formatScope, parseScopes, type Access, type Authorizer, type Identity } from './access.js';
+import type { Authenticator } from './authenticator.js';
+import { readAuthorization } from './credentials.js';
+import { RegistryError } from './errors.js';
+import type { UserStore } from './htpasswd.js';
+import { basicChallenge, logIn } from './login.js';
+import { TokenError, type TokenAuthority } from './token.js';
+
+export interface TokenServiceOptions {
+  tokens: TokenAuthority;
+  authenticator: Authenticator;
+  authorizer: Authorizer;
+  users: () => UserStore;
+  publicOrigin(req: Request): string;
+}
+
+interface TokenGrant {
+  identity: Identity;
+  granted: Access[];
+  refreshToken: string | undefined;
+}
+
+function badRequest(message: string): RegistryError {
+  return new RegistryError('UNSUPPORTED', message, undefined, 400);
+}
+
+function queryOf(req: Request): URLSearchParams {
+  const at = req.originalUrl.indexOf('?');
+  return new URLSearchParams(at === -1 ? '' : req.originalUrl.slice(at + 1));
+}
+
+export function createTokenRouter(options: TokenServiceOptions): express.Router {
+  const router = express.Router();
+
+  const refreshTokenFor = (identity: Identity): string | undefined => {
+    if (identity.user === null) return undefined;
+    const fingerprint = options.users().credentialFingerprint(identity.user);
+    return fingerprint === undefined ? undefined : options.tokens.issueRefreshToken(identity.user, fingerprint);
+  };
+
+  /** A refresh token is good while its user exists with the same password; it is never rotated. */
+  const identityFromRefreshToken = (refreshToken: string): Identity => {
+    let claims;
+    try {
+      claims = options.tokens.verifyRefreshToken(refreshToken);
+    } catch (error) {
+      if (error instanceof TokenError) throw new RegistryError('UNAUTHORIZED', 'invalid refresh token');
+      throw error;
+    }
+    const current = options.users().credentialFingerprint(claims.subject);
+    if (current === undefined || current !== claims.credentialFingerprint) {
+      throw new RegistryError('UNAUTHORIZED', 'refresh token no longer valid: log in again');
+    }
+    return { user: claims.subject };
+  };
+
+  const respond = (res: Response, grant: TokenGrant, shape: 'get' | 'post') => {
+    const issued = options.tokens.issue(grant.identity.user ?? '', grant.granted);
+    res.locals.user = grant.identity.user ?? '';
+    res.set('Cache-Control', 'no-store');
+    const body: Record<string, unknown> =
+      shape === 'get'
+        ? { token: issued.token, access_token: issued.token, expires_in: issued.expiresIn, issued_at: issued.issuedAt }
+        : { access_token: issued.token, token_type: 'Bearer', scope: grant.granted.map(formatScope).join(' '), expires_in: issued.expiresIn, issued_at: issued.issuedAt };
+    if (grant.refreshToken !== undefined) body.refresh_token = grant.refreshToken;
+    res.status(200).json(body);
+  };
+
+  router.get('/', async (req, res) => {
+    const query = queryOf(req);
+    const presented = readAuthorization(req.headers.authorization);
+    const realm = options.publicOrigin(req);
+    let identity: Identity;
+    if (presented.kind === 'basic') {
+      identity = await logIn(options.authenticator, presented.credentials, realm);
+    } else if (presented.kind === 'none' && options.authorizer.allowsAnonymous()) {
+      identity = { user: null };
+    } else {
+      throw new RegistryError('UNAUTHORIZED', 'authentication required').withHeader('WWW-Authenticate', basicChallenge(realm));
+    }
+    const granted = options.authorizer.grant(identity, parseScopes(query.getAll('scope')));
+    const offline = query.get('offline_token') === 'true';
+    respond(res, { identity, granted, refreshToken: offline ? refreshTokenFor(identity) : undefined }, 'get');
+  });
+
+  router.post('/', express.urlencoded({ extended: false, limit: '16kb', parameterLimit: 20 }), async (req, res) => {
+    const form = (req.body ?? {}) as Record<string, unknown>;
+    const field = (name: string): string | undefined => {
+      const value = form[name];
+      if (value === undefined) return undefined;
+      if (typeof value !== 'string') throw badRequest(`${name} must be given once`);
+      return value;
+    };
+    const grantType = field('grant_type');
+    if (!field('client_id')) throw badRequest('client_id is required');
+    const offline = field('access_type') === 'offline';
+    let identity: Identity;
+    let refreshToken: string | undefined;
+    if (grantType === 'password') {
+      const user = field('username');
+      const password = field('password');
+      if (!user || password === undefined) throw badRequest('username and password are required');
+      identity = await logIn(options.authenticator, { user, password }, options.publicOrigin(req));
+      refreshToken = offline ? refreshTokenFor(identity) : undefined;
+    } else if (grantType === 'refresh_token') {
+      const presentedRefreshToken = field('refresh_token');
+      if (!presentedRefreshToken) throw badRequest('refresh_token is required');
+      identity = identityFromRefreshToken(presentedRefreshToken);
+      // Handed back unchanged: a rotated refresh token breaks clients that keep the first one.
+      refreshToken = offline ? presentedRefreshToken : undefined;
+    } else {
+      throw badRequest('grant_type must be password or refresh_token');
+    }
+    const granted = options.authorizer.grant(identity, parseScopes([field('scope') ?? '']));
+    respond(res, { identity, granted, refreshToken }, 'post');
+  });
+
+  router.all('/', (req) => {
+    throw new RegistryError('UNSUPPORTED', `method ${req.method.slice(0, 20)} is not supported on /token`);
+  });
+
+  return router;
+}
