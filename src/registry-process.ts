@@ -98,14 +98,15 @@ function isExecutableFile(path: string): boolean {
 }
 
 /**
- * The registry binary to run: `explicit` if it is an executable file, otherwise docker-registry
- * then registry looked up on `pathEnv`. Relative and empty PATH entries are skipped, so the
- * current directory never supplies the binary.
+ * The registry binary to run. An explicit choice (GATEWAY_REGISTRY_BIN) is final: a path must be an
+ * executable file, a bare name is looked up on `pathEnv`; a wrong one is never replaced by another
+ * binary. Without one, docker-registry then registry are looked up. Relative and empty PATH entries
+ * are skipped, so the current directory never supplies the binary.
  */
 export function findRegistryBinary(explicit: string | undefined, pathEnv: string | undefined): string | undefined {
-  if (explicit && isExecutableFile(explicit)) return explicit;
+  if (explicit && explicit.includes('/')) return isExecutableFile(explicit) ? explicit : undefined;
   const directories = (pathEnv ?? '').split(delimiter).filter((entry) => entry !== '' && isAbsolute(entry));
-  for (const name of registryBinaryNames) {
+  for (const name of explicit ? [explicit] : registryBinaryNames) {
     for (const directory of directories) {
       const candidate = join(directory, name);
       if (isExecutableFile(candidate)) return candidate;

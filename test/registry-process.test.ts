@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
+import bcrypt from 'bcryptjs';
 import { pino, type Logger } from 'pino';
 import { parse } from 'yaml';
 import { ConfigError } from '../src/errors.js';
@@ -18,6 +19,7 @@ import {
   registryInstallHint,
 } from '../src/registry-process.js';
 import { freePort } from './helpers/ports.js';
+import { skopeoLogin } from './helpers/skopeo.js';
 
 const registryBinary = findRegistryBinary(process.env.GATEWAY_REGISTRY_BIN, process.env.PATH);
 
@@ -117,7 +119,7 @@ describe('findRegistryBinary', () => {
     assert.equal(findRegistryBinary(explicit, '/usr/bin'), explicit);
   });
 
-  test('skips an explicit path that is not executable and searches PATH, docker-registry first', async () => {
+  test('an explicit choice is final: a non-executable path finds nothing rather than another binary', async () => {
     const dir = await freshDir('bin-path');
     const notExecutable = join(dir, 'plain-file');
     await writeFile(notExecutable, '');
@@ -126,7 +128,9 @@ describe('findRegistryBinary', () => {
     const registry = await writeScript(join(first, 'registry'), '#!/bin/sh\n');
     const dockerRegistry = await writeScript(join(second, 'docker-registry'), '#!/bin/sh\n');
     const pathEnv = `${first}:${second}`;
-    assert.equal(findRegistryBinary(notExecutable, pathEnv), dockerRegistry);
+    assert.equal(findRegistryBinary(notExecutable, pathEnv), undefined);
+    assert.equal(findRegistryBinary('registry', pathEnv), registry, 'a bare explicit name is looked up on PATH');
+    assert.equal(findRegistryBinary(undefined, pathEnv), dockerRegistry, 'docker-registry is preferred');
     assert.equal(findRegistryBinary(undefined, first), registry);
   });
 
@@ -233,6 +237,35 @@ describe('RegistryProcess with the real registry', () => {
     const thirdConfig = parse(await readFile(join(explicitDir, 'registry.yml'), 'utf8')) as { http: { secret: string } };
     assert.equal(thirdConfig.http.secret, 'given-secret');
     await assert.rejects(stat(join(explicitDir, 'http-secret')), { code: 'ENOENT' });
+  });
+
+  test('a registry with auth from extraConfig is ready on its 401 and checks logins', async (t) => {
+    const dataDir = await freshDir('auth');
+    const htpasswdFile = join(dataDir, 'htpasswd');
+    await writeFile(htpasswdFile, `carol:${bcrypt.hashSync('carol-password', 5)}\n`);
+    const registry = new RegistryProcess({
+      binary: requireRegistryBinary(),
+      dataDir,
+      logger: silentLogger,
+      extraConfig: { auth: { htpasswd: { realm: 'test', path: htpasswdFile } } },
+    });
+    t.after(() => registry.stop());
+    await registry.start();
+    assert.equal((await fetch(`${registry.url}/v2/`)).status, 401);
+
+    const host = new URL(registry.url).host;
+    const certDir = await freshDir('auth-certs');
+    const authFile = join(dataDir, 'auth.json');
+    await skopeoLogin({ host, user: 'carol', password: 'carol-password', certDir, authFile, plainHttp: true });
+    const saved = JSON.parse(await readFile(authFile, 'utf8')) as { auths: Record<string, { auth: string }> };
+    assert.equal(Buffer.from(saved.auths[host]?.auth ?? '', 'base64').toString(), 'carol:carol-password');
+
+    const wrongAuthFile = join(dataDir, 'wrong-auth.json');
+    await assert.rejects(
+      skopeoLogin({ host, user: 'carol', password: 'wrong', certDir, authFile: wrongAuthFile, plainHttp: true }),
+      /skopeo login failed.*invalid username\/password/,
+    );
+    await assert.rejects(stat(wrongAuthFile), { code: 'ENOENT' });
   });
 
   test('a registry killed with SIGKILL is restarted on the same port', { timeout: 30_000 }, async (t) => {
