@@ -27,6 +27,7 @@ export function accessLog(logger: Logger) {
           bytes,
           bytes_in: Number.isFinite(requestLength) ? requestLength : undefined,
           duration_ms: Math.round(durationMs * 10) / 10,
+          upstream: typeof res.locals.upstream === 'string' ? res.locals.upstream : undefined,
           completed: res.writableFinished,
         },
         'request',

@@ -16,8 +16,8 @@ export interface ListenAddress {
 
 export interface Config {
   listen: ListenAddress;
-  /** Backend registry; undefined means: start and supervise an embedded registry. */
-  upstream: URL | undefined;
+  /** Backend registries sharing one storage; empty means: start and supervise an embedded registry. */
+  upstreams: URL[];
   tlsCert: string;
   tlsKey: string;
   htpasswd: string;
@@ -46,7 +46,7 @@ export interface SettingDoc {
 
 export const settings: readonly SettingDoc[] = [
   { key: 'listen', env: 'GATEWAY_LISTEN', default: '0.0.0.0:5443', description: 'address and port the HTTPS server listens on (HOST:PORT, [IPv6]:PORT or PORT)' },
-  { key: 'upstream', env: 'GATEWAY_UPSTREAM', default: '(embedded registry)', description: 'backend registry URL, e.g. http://registry:5000; unset: start the registry binary with storage under data_dir' },
+  { key: 'upstream', env: 'GATEWAY_UPSTREAM', default: '(embedded registry)', description: 'backend registry URL, e.g. http://registry:5000, or several separated by commas (replicas on shared storage); unset: start the registry binary with storage under data_dir' },
   { key: 'tls_cert', env: 'GATEWAY_TLS_CERT', default: 'certs/server.crt', description: 'server certificate (PEM, chain allowed); generated with a local CA when neither it nor the key exists' },
   { key: 'tls_key', env: 'GATEWAY_TLS_KEY', default: 'certs/server.key', description: 'server private key (PEM)' },
   { key: 'htpasswd', env: 'GATEWAY_HTPASSWD', default: 'htpasswd/htpasswd', description: 'users, bcrypt htpasswd file (htpasswd -B); created with an admin user when missing' },
@@ -76,8 +76,8 @@ function wholeNumber(min: number, max: number) {
 
 const rawSchema = z
   .object({
-    listen: z.string().default('0.0.0.0:5443'),
-    upstream: z.string().optional(),
+    listen: z.union([z.string(), z.number()]).transform(String).default('0.0.0.0:5443'),
+    upstream: z.union([z.string(), z.array(z.string())], 'must be a URL or a list of URLs').nullish(),
     tls_cert: z.string().default('certs/server.crt'),
     tls_key: z.string().default('certs/server.key'),
     htpasswd: z.string().default('htpasswd/htpasswd'),
@@ -127,6 +127,13 @@ function parseUpstream(value: string): URL {
     throw new ConfigError(settingName('upstream'), 'must be an origin only (scheme, host, port), with no path, query or credentials');
   }
   return url;
+}
+
+function parseUpstreams(value: string | string[] | null | undefined): URL[] {
+  const items = (Array.isArray(value) ? value : (value ?? '').split(',')).map((item) => item.trim()).filter((item) => item.length > 0);
+  const urls = items.map(parseUpstream);
+  if (new Set(urls.map((url) => url.origin)).size !== urls.length) throw new ConfigError(settingName('upstream'), 'lists the same registry twice');
+  return urls;
 }
 
 function parsePublicUrl(value: string): URL {
@@ -179,7 +186,7 @@ const pathKeys = ['tls_cert', 'tls_key', 'htpasswd', 'token_key', 'token_cert', 
 
 export function loadConfig(options: LoadConfigOptions): LoadedConfig {
   const warnings: string[] = [];
-  const fromFile = options.file ? readConfigFile(options.file) : {};
+  const fromFile = options.file ? readConfigFile(path.resolve(options.cwd, options.file)) : {};
   const fileDir = options.file ? path.dirname(path.resolve(options.cwd, options.file)) : options.cwd;
   const baseDirOf = new Map<string, string>();
   const merged: Record<string, unknown> = {};
@@ -217,7 +224,7 @@ export function loadConfig(options: LoadConfigOptions): LoadedConfig {
 
   const config: Config = {
     listen: parseListen(raw.listen),
-    upstream: raw.upstream ? parseUpstream(raw.upstream) : undefined,
+    upstreams: parseUpstreams(raw.upstream),
     tlsCert: resolvePath('tls_cert')!,
     tlsKey: resolvePath('tls_key')!,
     htpasswd: resolvePath('htpasswd')!,
@@ -242,7 +249,7 @@ export function loadConfig(options: LoadConfigOptions): LoadedConfig {
 export function describeConfig(config: Readonly<Config>): Record<string, unknown> {
   return {
     listen: `${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${config.listen.port}`,
-    upstream: config.upstream?.origin ?? '(embedded registry)',
+    upstream: config.upstreams.length ? config.upstreams.map((url) => url.origin).join(',') : '(embedded registry)',
     tls_cert: config.tlsCert,
     tls_key: config.tlsKey,
     htpasswd: config.htpasswd,

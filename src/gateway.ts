@@ -2,8 +2,6 @@
 
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, unwatchFile, watchFile } from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { AuthenticatedUsersMayDoAnything, type Authorizer } from './access.js';
@@ -14,6 +12,7 @@ import type { Config } from './config.js';
 import { ConfigError } from './errors.js';
 import { addUser, UserStore } from './htpasswd.js';
 import { createRegistryProxy } from './proxy.js';
+import { UpstreamPool } from './upstreams.js';
 import { findRegistryBinary, RegistryProcess, registryInstallHint } from './registry-process.js';
 import { startHttpsServer } from './server.js';
 import { TokenAuthority } from './token.js';
@@ -30,7 +29,7 @@ export interface RunningGateway {
   /** https://HOST:PORT as bound (127.0.0.1 when listening on all addresses). */
   url: string;
   port: number;
-  upstream: URL;
+  upstreams: URL[];
   /** Re-reads htpasswd and the TLS certificate (what SIGHUP does). */
   reload(): Promise<void>;
   close(): Promise<void>;
@@ -85,18 +84,6 @@ async function startEmbeddedRegistry(config: Readonly<Config>, options: GatewayO
   return registry;
 }
 
-function probeUpstream(upstream: URL): Promise<boolean> {
-  const client = upstream.protocol === 'https:' ? https : http;
-  return new Promise((resolve) => {
-    const request = client.get(new URL('/v2/', upstream), { timeout: 2000, agent: false }, (response) => {
-      response.resume();
-      resolve((response.statusCode ?? 500) < 500);
-    });
-    request.on('timeout', () => request.destroy());
-    request.on('error', () => resolve(false));
-  });
-}
-
 export async function startGateway(config: Readonly<Config>, options: GatewayOptions, authorizer: Authorizer = new AuthenticatedUsersMayDoAnything()): Promise<RunningGateway> {
   const { logger } = options;
   await ensureTlsFiles(config, options);
@@ -118,15 +105,17 @@ export async function startGateway(config: Readonly<Config>, options: GatewayOpt
   const checker = new PasswordChecker();
   const authenticator = new Authenticator(users, checker, { cacheTtlMs: config.basicCacheSeconds * 1000 });
 
-  const registry = config.upstream ? undefined : await startEmbeddedRegistry(config, options);
-  const upstream = config.upstream ?? new URL(registry!.url);
-  const proxy = createRegistryProxy({ upstream, logger, publicOrigin: publicOriginResolver(config) });
+  const registry = config.upstreams.length > 0 ? undefined : await startEmbeddedRegistry(config, options);
+  const upstreamUrls = registry ? [new URL(registry.url)] : config.upstreams;
+  const pool = new UpstreamPool(upstreamUrls, { logger });
+  const proxy = createRegistryProxy({ upstreams: pool, logger, publicOrigin: publicOriginResolver(config) });
 
-  const app = createApp({ config, logger, tokens, authenticator, authorizer, users: () => users, proxy, upstreamReady: () => probeUpstream(upstream) });
+  const app = createApp({ config, logger, tokens, authenticator, authorizer, users: () => users, proxy, upstreamReady: () => pool.checkAll() });
   let server;
   try {
     server = await startHttpsServer(app, { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), listen: config.listen });
   } catch (error) {
+    pool.close();
     await registry?.stop();
     await checker.close();
     throw error;
@@ -152,13 +141,13 @@ export async function startGateway(config: Readonly<Config>, options: GatewayOpt
 
   const host = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? '127.0.0.1' : config.listen.host;
   const url = `https://${host.includes(':') ? `[${host}]` : host}:${server.address.port}`;
-  logger.info({ url, upstream: upstream.origin, auth: config.auth, service: config.service, embedded: registry !== undefined }, 'gateway listening');
+  logger.info({ url, upstreams: upstreamUrls.map((u) => u.origin), auth: config.auth, service: config.service, embedded: registry !== undefined }, 'gateway listening');
 
   let closed: Promise<void> | undefined;
   return {
     url,
     port: server.address.port,
-    upstream,
+    upstreams: upstreamUrls,
     async reload() {
       await reloadUsers();
       try {
@@ -174,6 +163,7 @@ export async function startGateway(config: Readonly<Config>, options: GatewayOpt
         clearTimeout(settle);
         await server.close(config.shutdownGraceSeconds * 1000);
         proxy.close();
+        pool.close();
         await registry?.stop();
         await checker.close();
         logger.info('gateway stopped');

@@ -1,15 +1,14 @@
-// Streams authorized /v2/ requests to the upstream registry and back; makes no auth decisions.
+// Streams authorized /v2/ requests to an upstream registry and back; makes no auth decisions.
 
-import http from 'node:http';
-import https from 'node:https';
 import { Readable } from 'node:stream';
 import type { Request, Response } from 'express';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
 import { RegistryError } from './errors.js';
+import type { Upstream, UpstreamPool } from './upstreams.js';
 
 export interface RegistryProxyOptions {
-  upstream: URL;
+  upstreams: UpstreamPool;
   logger: Logger;
   /** Public origin for this request; the registry builds upload Location URLs from it. */
   publicOrigin(req: Request): string;
@@ -23,20 +22,25 @@ export interface RegistryProxy {
 /** Headers a client might send to steer the registry's idea of where it lives, or that it must not see. */
 const strippedRequestHeaders = ['authorization', 'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-real-ip', 'proxy-authorization'];
 
-const idempotentMethods = new Set(['GET', 'HEAD']);
+/** Errors that mean the registry never got (or never answered) the request: another may. */
+const connectionErrors = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/** Only a request without a body can be sent again: a body already streamed out cannot be replayed. */
+function canResend(req: Request): boolean {
+  if (req.headers['transfer-encoding'] !== undefined) return false;
+  const length = req.headers['content-length'];
+  return length === undefined || length === '0';
+}
+
+interface Attempt {
+  tried: Set<Upstream>;
+  count: number;
+}
 
 export function createRegistryProxy(options: RegistryProxyOptions): RegistryProxy {
-  const secure = options.upstream.protocol === 'https:';
-  // Keep-alive to the upstream: a pull is many small requests, and a fresh TCP handshake each adds up.
-  const agentOptions = { keepAlive: true, keepAliveMsecs: 30_000, maxSockets: 512, maxFreeSockets: 64, scheduling: 'lifo' as const };
-  const agent = secure ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
-  const proxy = httpProxy.createProxyServer({
-    target: options.upstream.origin,
-    agent,
-    xfwd: false,
-    changeOrigin: false,
-    // No proxyTimeout: a multi-GB layer on a slow link may take many minutes.
-  });
+  const { upstreams, logger } = options;
+  // No proxyTimeout: a multi-GB layer on a slow link may take many minutes.
+  const proxy = httpProxy.createProxyServer({ xfwd: false, changeOrigin: false });
 
   proxy.on('proxyReq', (proxyReq, req, res) => {
     for (const name of strippedRequestHeaders) proxyReq.removeHeader(name);
@@ -52,7 +56,6 @@ export function createRegistryProxy(options: RegistryProxyOptions): RegistryProx
 
   proxy.on('proxyRes', (proxyRes, _req, res) => {
     const locals = (res as Response).locals;
-    locals.upstreamStatus = proxyRes.statusCode;
     let bytes = 0;
     proxyRes.on('data', (chunk: Buffer) => {
       bytes += chunk.length;
@@ -62,38 +65,44 @@ export function createRegistryProxy(options: RegistryProxyOptions): RegistryProx
     });
   });
 
-  proxy.on('error', (error, req, res) => {
-    const request = req as Request;
-    const response = res as Response;
-    const retryable = idempotentMethods.has(request.method) && !request.readableLength && !response.locals.retried;
-    if (!response.headersSent && retryable && isStaleConnection(error)) {
-      // A kept-alive socket the upstream closed (e.g. it restarted): once more on a fresh one.
-      response.locals.retried = true;
-      proxy.web(request, response, { buffer: Readable.from([]) });
-      return;
-    }
-    if (response.headersSent || response.destroyed) {
-      options.logger.warn({ err: error.message, path: request.path }, 'upstream connection failed mid-response');
-      response.destroy();
-      return;
-    }
-    options.logger.warn({ err: error.message, upstream: options.upstream.origin }, 'upstream registry unreachable');
-    const unavailable = new RegistryError('UNAVAILABLE', 'the backend registry is unavailable; try again shortly');
-    response.status(unavailable.status).set('Docker-Distribution-Api-Version', 'registry/2.0').set('Retry-After', '5').json(unavailable.toBody());
-  });
+  const unavailable = (res: Response) => {
+    const error = new RegistryError('UNAVAILABLE', 'the backend registry is unavailable; try again shortly');
+    res.status(error.status).set('Docker-Distribution-Api-Version', 'registry/2.0').set('Retry-After', '5').json(error.toBody());
+  };
+
+  const send = (req: Request, res: Response, attempt: Attempt) => {
+    const upstream = upstreams.pick(attempt.tried);
+    if (!upstream) return unavailable(res);
+    res.locals.upstream = upstream.url.origin;
+    const options = { target: upstream.url.origin, agent: upstream.agent, ...(attempt.count > 0 ? { buffer: Readable.from([]) } : {}) };
+    proxy.web(req, res, options, (error: NodeJS.ErrnoException) => {
+      const code = error.code ?? '';
+      const refused = connectionErrors.has(code);
+      // A kept-alive socket the registry closed while idle fails with ECONNRESET: not a sign it is down.
+      const stale = (code === 'ECONNRESET' || code === 'EPIPE') && attempt.count === 0;
+      if (refused && !stale) upstreams.markDown(upstream, code);
+      if (refused && !res.headersSent && canResend(req) && attempt.count < upstreams.upstreams.length) {
+        if (!stale) attempt.tried.add(upstream);
+        attempt.count += 1;
+        send(req, res, attempt);
+        return;
+      }
+      if (res.headersSent || res.destroyed) {
+        logger.warn({ err: error.message, upstream: upstream.url.origin, path: req.path }, 'upstream connection failed mid-response');
+        res.destroy();
+        return;
+      }
+      logger.warn({ err: error.message, upstream: upstream.url.origin }, 'upstream registry unreachable');
+      unavailable(res);
+    });
+  };
 
   return {
     forward(req, res) {
-      proxy.web(req, res);
+      send(req, res, { tried: new Set(), count: 0 });
     },
     close() {
       proxy.close();
-      agent.destroy();
     },
   };
-}
-
-function isStaleConnection(error: Error): boolean {
-  const code = (error as NodeJS.ErrnoException).code;
-  return code === 'ECONNRESET' || code === 'EPIPE';
 }

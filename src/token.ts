@@ -93,7 +93,7 @@ export class TokenAuthority {
     this.certificateChain = [certificate.raw.toString('base64')];
     this.keyId = libtrustKeyId(this.publicKey);
     this.issuer = requireText('GATEWAY_TOKEN_ISSUER', options.issuer);
-    this.service = requireText('GATEWAY_TOKEN_SERVICE', options.service);
+    this.service = requireText('GATEWAY_SERVICE', options.service);
     this.refreshAudience = `${this.service}#refresh`;
     this.expiresIn = expiresInFor(options.ttlSeconds);
   }

@@ -1,0 +1,403 @@
+// CI tokens: long-lived, scope-limited credentials used as a login password; the file keeps only a hash of each secret.
+
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { mkdir, open, readFile, realpath, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import { formatScope, mergeAccess, parseScope, type Access } from './access.js';
+import { CliError } from './errors.js';
+import { validateUserName } from './htpasswd.js';
+
+export interface CiTokenRecord {
+  id: string;
+  user: string;
+  scopes: Access[];
+  createdAt: string;
+  /** ISO time after which the token no longer works; null for a token that never expires. */
+  expiresAt: string | null;
+  /** sha256 of the secret part, hex. */
+  secretHash: string;
+  description?: string;
+}
+
+export interface CreatedCiToken {
+  id: string;
+  /** `gwt_<id>_<secret>`: shown once, never stored. */
+  credential: string;
+  record: CiTokenRecord;
+}
+
+export type CiTokenVerdict = { outcome: 'ok'; record: CiTokenRecord } | { outcome: 'invalid' };
+
+const credentialPrefix = 'gwt_';
+const idAlphabet = 'abcdefghijklmnopqrstuvwxyz234567';
+const idLength = 12;
+const secretBytes = 32;
+const idPattern = /^[a-z2-7]{12}$/;
+/** 32 bytes in unpadded base64url are 43 characters. */
+const credentialPattern = /^gwt_([a-z2-7]{12})_([A-Za-z0-9_-]{43})$/;
+const secretHashPattern = /^[0-9a-f]{64}$/;
+
+/** A century: longer lifetimes are a typo, and far-future dates stop being representable. */
+export const MAX_TTL_SECONDS = 100 * 365 * 86_400;
+const maxDescriptionLength = 200;
+
+/** Actions a CI token may carry, per scope type; anything else would silently grant nothing. */
+const grantableActions: Record<string, readonly string[]> = {
+  repository: ['pull', 'push', 'delete', '*'],
+  registry: ['*'],
+};
+
+const ttlUnits: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 };
+
+/** "30d", "12h", "90m", "3600s", "1w" -> seconds; "never" -> null. */
+export function parseTtl(text: string): number | null {
+  const value = text.trim().toLowerCase();
+  if (value === 'never') return null;
+  const match = /^(\d{1,12})([smhdw])$/.exec(value);
+  if (match === null) {
+    throw new CliError(`invalid TTL "${text}": use a whole number with s, m, h, d or w (e.g. 30d), or "never"`);
+  }
+  const seconds = Number(match[1]) * ttlUnits[match[2]!]!;
+  if (seconds === 0) throw new CliError(`invalid TTL "${text}": must be longer than zero`);
+  if (seconds > MAX_TTL_SECONDS) throw new CliError(`invalid TTL "${text}": longer than 100 years; use "never" instead`);
+  return seconds;
+}
+
+/**
+ * Parses scope arguments such as `repository:app:pull,push`; one value may hold several,
+ * space-separated. Throws a CliError naming the first scope a CI token cannot carry.
+ */
+export function parseCiTokenScopes(values: readonly string[]): Access[] {
+  const scopes: Access[] = [];
+  for (const value of values) {
+    for (const text of value.split(/\s+/)) {
+      if (text !== '') scopes.push(validScope(text));
+    }
+  }
+  if (scopes.length === 0) throw new CliError('a CI token needs at least one scope, e.g. repository:app:pull');
+  return mergeAccess(scopes);
+}
+
+function validScope(text: string): Access {
+  const access = parseScope(text);
+  if (access === undefined) {
+    throw new CliError(`invalid scope "${text}": expected repository:NAME:ACTIONS (e.g. repository:app:pull,push) or registry:catalog:*`);
+  }
+  const allowed = grantableActions[access.type] ?? [];
+  const unknown = access.actions.filter((action) => !allowed.includes(action));
+  if (unknown.length > 0) {
+    throw new CliError(`invalid scope "${text}": unknown action ${unknown.map((a) => `"${a}"`).join(', ')} (allowed: ${allowed.join(', ')})`);
+  }
+  return access;
+}
+
+function validScopes(scopes: readonly Access[]): Access[] {
+  return parseCiTokenScopes(scopes.map((access) => formatScope(access)));
+}
+
+export function isCiTokenCredential(password: string): boolean {
+  return credentialPattern.test(password);
+}
+
+function splitCredential(password: string): { id: string; secret: string } | undefined {
+  const match = credentialPattern.exec(password);
+  if (match === null) return undefined;
+  return { id: match[1]!, secret: match[2]! };
+}
+
+function hashSecret(secret: string): Buffer {
+  return createHash('sha256').update(secret, 'utf8').digest();
+}
+
+function newId(): string {
+  // 256 is a multiple of 32, so masking keeps every character equally likely.
+  return [...randomBytes(idLength)].map((byte) => idAlphabet[byte & 31]).join('');
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file
+
+const isoTime = z.string().refine((text) => !Number.isNaN(Date.parse(text)), 'must be an ISO date and time');
+
+const recordSchema = z.object({
+  id: z.string().regex(idPattern, 'must be 12 characters of a-z and 2-7'),
+  user: z.string(),
+  scopes: z
+    .array(z.object({ type: z.string(), name: z.string(), actions: z.array(z.string()) }))
+    .min(1, 'must hold at least one scope'),
+  createdAt: isoTime,
+  expiresAt: isoTime.nullable(),
+  secretHash: z.string().regex(secretHashPattern, 'must be 64 lowercase hex digits'),
+  description: z.string().optional(),
+});
+
+const fileSchema = z.object({
+  version: z.literal(1, 'must be 1 (the only format this gateway reads)'),
+  tokens: z.array(recordSchema),
+});
+
+/** Validates the whole file; any problem rejects all of it, so a half-read file never becomes the live set. */
+function parseTokenFile(text: string, file: string): CiTokenRecord[] {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new CliError(`${file} is not valid JSON: ${(error as Error).message}`);
+  }
+  const result = fileSchema.safeParse(json);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const where = issue.path.map((part) => (typeof part === 'number' ? `[${part}]` : `.${String(part)}`)).join('');
+    throw new CliError(`${file}: ${where.replace(/^\./, '') || 'file'}: ${issue.message}`);
+  }
+  const seen = new Set<string>();
+  return result.data.tokens.map((raw, index) => {
+    const at = `${file}: tokens[${index}]`;
+    if (seen.has(raw.id)) throw new CliError(`${at}: id ${raw.id} appears twice`);
+    seen.add(raw.id);
+    return { ...raw, user: rethrowAt(at, () => validateUserName(raw.user)), scopes: rethrowAt(at, () => validScopes(raw.scopes)) };
+  });
+}
+
+function rethrowAt<T>(at: string, read: () => T): T {
+  try {
+    return read();
+  } catch (error) {
+    if (error instanceof CliError) throw new CliError(`${at}: ${error.message}`);
+    throw error;
+  }
+}
+
+function formatTokenFile(records: readonly CiTokenRecord[]): string {
+  return `${JSON.stringify({ version: 1, tokens: records.map(orderedRecord) }, null, 2)}\n`;
+}
+
+/** Fixed key order keeps the file readable and diffs small. */
+function orderedRecord(record: CiTokenRecord): CiTokenRecord {
+  const ordered: CiTokenRecord = {
+    id: record.id,
+    user: record.user,
+    scopes: record.scopes.map(copyAccess),
+    createdAt: record.createdAt,
+    expiresAt: record.expiresAt,
+    secretHash: record.secretHash,
+  };
+  if (record.description !== undefined) ordered.description = record.description;
+  return ordered;
+}
+
+function copyAccess(access: Access): Access {
+  return { type: access.type, name: access.name, actions: [...access.actions] };
+}
+
+function byCreation(a: CiTokenRecord, b: CiTokenRecord): number {
+  return a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id);
+}
+
+/** A missing file holds no tokens; an unreadable or invalid one throws. */
+async function readRecords(file: string): Promise<CiTokenRecord[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if (isMissing(error)) return [];
+    throw new CliError(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  return parseTokenFile(text, file);
+}
+
+function isMissing(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
+}
+
+/** Per-file queue: two edits in this process never read the same old content. */
+const editsInProgress = new Map<string, Promise<unknown>>();
+
+async function editRecords<T>(
+  file: string,
+  change: (records: CiTokenRecord[]) => { records: CiTokenRecord[]; result: T } | { result: T },
+): Promise<T> {
+  const key = path.resolve(file);
+  const previous = editsInProgress.get(key) ?? Promise.resolve();
+  const edit = previous
+    .catch(() => undefined)
+    .then(async () => {
+      const target = await resolveSymlinks(file);
+      const outcome = change(await readRecords(target));
+      if ('records' in outcome) await writeFileAtomically(target, formatTokenFile(outcome.records));
+      return outcome.result;
+    });
+  editsInProgress.set(key, edit);
+  try {
+    return await edit;
+  } finally {
+    if (editsInProgress.get(key) === edit) editsInProgress.delete(key);
+  }
+}
+
+/** Writing through a symlink keeps the link (rename would replace it with a plain file). */
+async function resolveSymlinks(file: string): Promise<string> {
+  try {
+    return await realpath(file);
+  } catch (error) {
+    if (isMissing(error)) return path.resolve(file);
+    throw error;
+  }
+}
+
+/** The gateway reloading the file sees either the old version or the new one, never half of it. */
+async function writeFileAtomically(file: string, text: string): Promise<void> {
+  const folder = path.dirname(file);
+  await mkdir(folder, { recursive: true });
+  const temporary = path.join(folder, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    const handle = await open(temporary, 'wx', 0o600);
+    try {
+      await handle.writeFile(text, 'utf8');
+      await handle.chmod(0o600); // the creation mode is reduced by the umask, never widened
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temporary, file);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Editing
+
+function validDescription(description: string | undefined): string | undefined {
+  if (description === undefined) return undefined;
+  const trimmed = description.trim();
+  if (trimmed === '') return undefined;
+  if (trimmed.length > maxDescriptionLength) {
+    throw new CliError(`the description is longer than ${maxDescriptionLength} characters`);
+  }
+  if (/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(trimmed)) throw new CliError('the description must be one line without control characters');
+  return trimmed;
+}
+
+function validTtl(ttlSeconds: number | null): number | null {
+  if (ttlSeconds === null) return null;
+  if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0 || ttlSeconds > MAX_TTL_SECONDS) {
+    throw new CliError(`the TTL must be a whole number of seconds from 1 to ${MAX_TTL_SECONDS}, or never`);
+  }
+  return ttlSeconds;
+}
+
+export async function createCiToken(
+  file: string,
+  options: { user: string; scopes: Access[]; ttlSeconds: number | null; description?: string; now?: Date },
+): Promise<CreatedCiToken> {
+  const user = validateUserName(options.user);
+  const scopes = validScopes(options.scopes);
+  const ttlSeconds = validTtl(options.ttlSeconds);
+  const description = validDescription(options.description);
+  const now = options.now ?? new Date();
+  const secret = randomBytes(secretBytes).toString('base64url');
+  return editRecords(file, (records) => {
+    const taken = new Set(records.map((record) => record.id));
+    let id = newId();
+    while (taken.has(id)) id = newId();
+    const record: CiTokenRecord = {
+      id,
+      user,
+      scopes,
+      createdAt: now.toISOString(),
+      expiresAt: ttlSeconds === null ? null : new Date(now.getTime() + ttlSeconds * 1000).toISOString(),
+      secretHash: hashSecret(secret).toString('hex'),
+    };
+    if (description !== undefined) record.description = description;
+    return {
+      records: [...records, record],
+      result: { id, credential: `${credentialPrefix}${id}_${secret}`, record: orderedRecord(record) },
+    };
+  });
+}
+
+/** Removes the token; false when no token has that id (the file is then left as it was). */
+export async function revokeCiToken(file: string, id: string): Promise<boolean> {
+  return editRecords(file, (records) => {
+    const kept = records.filter((record) => record.id !== id);
+    if (kept.length === records.length) return { result: false };
+    return { records: kept, result: true };
+  });
+}
+
+/** Oldest first; an empty list when the file does not exist. */
+export async function listCiTokens(file: string): Promise<CiTokenRecord[]> {
+  return (await readRecords(file)).sort(byCreation);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The live set the gateway verifies against
+
+interface LiveToken {
+  record: CiTokenRecord;
+  secretHash: Buffer;
+  /** Milliseconds since the epoch, or null for never. */
+  expiresAt: number | null;
+}
+
+function liveSet(records: readonly CiTokenRecord[]): ReadonlyMap<string, LiveToken> {
+  return new Map(
+    records.map((record) => [
+      record.id,
+      {
+        record: orderedRecord(record),
+        secretHash: Buffer.from(record.secretHash, 'hex'),
+        expiresAt: record.expiresAt === null ? null : Date.parse(record.expiresAt),
+      },
+    ]),
+  );
+}
+
+const invalid: CiTokenVerdict = Object.freeze({ outcome: 'invalid' });
+
+/** The tokens of one file; reload() swaps in a fresh set as a whole, so a revoked token is gone at once. */
+export class CiTokenStore {
+  readonly file: string;
+  #tokens: ReadonlyMap<string, LiveToken>;
+
+  private constructor(file: string, records: readonly CiTokenRecord[]) {
+    this.file = file;
+    this.#tokens = liveSet(records);
+  }
+
+  /** A missing file is an empty store; an unreadable or invalid one throws a CliError. */
+  static async load(file: string): Promise<CiTokenStore> {
+    return new CiTokenStore(file, await readRecords(file));
+  }
+
+  /** Oldest first; copies, so callers cannot change the live set. */
+  list(): CiTokenRecord[] {
+    return [...this.#tokens.values()].map((token) => orderedRecord(token.record)).sort(byCreation);
+  }
+
+  /**
+   * Re-reads the file and replaces every token at once. A deleted file means no tokens. On a read
+   * or validation failure keeps the last good set and throws.
+   */
+  async reload(): Promise<void> {
+    this.#tokens = liveSet(await readRecords(this.file));
+  }
+
+  /**
+   * Verifies a presented password; undefined when it is not a CI token credential at all (so the
+   * caller falls back to htpasswd).
+   */
+  verify(user: string, credential: string, now: Date = new Date()): CiTokenVerdict | undefined {
+    const presented = splitCredential(credential);
+    if (presented === undefined) return undefined;
+    const token = this.#tokens.get(presented.id);
+    if (token === undefined) return invalid;
+    if (!timingSafeEqual(hashSecret(presented.secret), token.secretHash)) return invalid;
+    if (token.record.user !== user) return invalid;
+    if (token.expiresAt !== null && token.expiresAt <= now.getTime()) return invalid;
+    return { outcome: 'ok', record: orderedRecord(token.record) };
+  }
+}

@@ -1,0 +1,104 @@
+// The backend registries: which are healthy (active checks plus failures seen), and which one gets the next request.
+
+import http from 'node:http';
+import https from 'node:https';
+import type { Logger } from 'pino';
+
+export interface Upstream {
+  readonly url: URL;
+  /** Keep-alive sockets to this registry: a pull is many small requests. */
+  readonly agent: http.Agent;
+  healthy: boolean;
+}
+
+export interface UpstreamPoolOptions {
+  logger: Logger;
+  /** How often each registry's /v2/ is probed; 0 turns probing off. */
+  checkIntervalMs?: number;
+  checkTimeoutMs?: number;
+}
+
+export class UpstreamPool {
+  readonly upstreams: readonly Upstream[];
+  readonly #logger: Logger;
+  readonly #checkTimeoutMs: number;
+  #next = 0;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(urls: readonly URL[], options: UpstreamPoolOptions) {
+    if (urls.length === 0) throw new Error('an upstream pool needs at least one registry');
+    this.#logger = options.logger;
+    this.#checkTimeoutMs = options.checkTimeoutMs ?? 2000;
+    this.upstreams = urls.map((url) => {
+      const agentOptions = { keepAlive: true, keepAliveMsecs: 30_000, maxSockets: 512, maxFreeSockets: 64, scheduling: 'lifo' as const };
+      return { url, agent: url.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent(agentOptions), healthy: true };
+    });
+    const interval = options.checkIntervalMs ?? 2000;
+    if (interval > 0) {
+      this.#timer = setInterval(() => void this.checkAll(), interval);
+      this.#timer.unref();
+    }
+  }
+
+  /**
+   * The next registry round-robin, skipping those already tried for this request. Healthy ones
+   * first; when none is healthy, one believed down is still tried, so a lone registry that comes
+   * back is used at once rather than after the next probe.
+   */
+  pick(tried: ReadonlySet<Upstream> = new Set()): Upstream | undefined {
+    const count = this.upstreams.length;
+    let fallback: Upstream | undefined;
+    for (let i = 0; i < count; i++) {
+      const candidate = this.upstreams[(this.#next + i) % count]!;
+      if (tried.has(candidate)) continue;
+      if (candidate.healthy) {
+        this.#next = (this.#next + i + 1) % count;
+        return candidate;
+      }
+      fallback ??= candidate;
+    }
+    return fallback;
+  }
+
+  markDown(upstream: Upstream, reason: string): void {
+    if (!upstream.healthy) return;
+    upstream.healthy = false;
+    this.#logger.warn({ upstream: upstream.url.origin, reason }, 'upstream registry down');
+  }
+
+  markUp(upstream: Upstream): void {
+    if (upstream.healthy) return;
+    upstream.healthy = true;
+    this.#logger.info({ upstream: upstream.url.origin }, 'upstream registry back');
+  }
+
+  /** Probes every registry now; true when at least one answers. */
+  async checkAll(): Promise<boolean> {
+    const results = await Promise.all(
+      this.upstreams.map(async (upstream) => {
+        const answered = await this.#probe(upstream.url);
+        if (answered) this.markUp(upstream);
+        else this.markDown(upstream, 'health check failed');
+        return answered;
+      }),
+    );
+    return results.some(Boolean);
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+    for (const upstream of this.upstreams) upstream.agent.destroy();
+  }
+
+  #probe(url: URL): Promise<boolean> {
+    const client = url.protocol === 'https:' ? https : http;
+    return new Promise((resolve) => {
+      const request = client.get(new URL('/v2/', url), { timeout: this.#checkTimeoutMs, agent: false }, (response) => {
+        response.resume();
+        resolve((response.statusCode ?? 500) < 500);
+      });
+      request.on('timeout', () => request.destroy());
+      request.on('error', () => resolve(false));
+    });
+  }
+}
