@@ -14,6 +14,10 @@ export interface Access {
 /** Who is asking: a user from htpasswd, or nobody (anonymous, sub ""). */
 export interface Identity {
   user: string | null;
+  /** What the caller logged in with (a password fingerprint, or `ci:ID` for a CI token); tokens carry it. */
+  credential?: string;
+  /** A CI token's scopes: the caller never gets more than these, whatever the rules allow. */
+  scopeLimit?: readonly Access[];
 }
 
 const knownTypes = new Set(['repository', 'registry']);
@@ -82,12 +86,37 @@ export function covers(granted: readonly Access[], needed: readonly Access[]): b
   });
 }
 
+const repositoryActions = ['delete', 'pull', 'push'];
+
+function expand(actions: readonly string[]): Set<string> {
+  return new Set(actions.includes('*') ? [...actions, ...repositoryActions] : actions);
+}
+
+/** Narrows a grant to a CI token's scopes (entry by entry, action by action); entries left empty are dropped. */
+export function limitAccess(granted: readonly Access[], limit: readonly Access[] | undefined): Access[] {
+  if (limit === undefined) return granted.map((entry) => ({ ...entry, actions: [...entry.actions] }));
+  const result: Access[] = [];
+  for (const entry of granted) {
+    const allowed = limit.filter((l) => l.type === entry.type && l.name === entry.name).flatMap((l) => [...expand(l.actions)]);
+    const actions = entry.actions.filter((action) => allowed.includes(action) || (action === '*' && allowed.includes('*')));
+    if (actions.length > 0) result.push({ type: entry.type, name: entry.name, actions });
+  }
+  return result;
+}
+
 /** Decides what an identity may do; the one place authorization decisions are made. */
 export interface Authorizer {
   /** Returns requested ∩ allowed, never throwing for a partial or empty grant. */
   grant(identity: Identity, requested: readonly Access[]): Access[];
   /** Whether an identity without credentials may get a token at all. */
   allowsAnonymous(): boolean;
+  /** Whether an existing `tag` of `repository` must never be moved to another manifest. */
+  isImmutableTag(repository: string, tag: string): boolean;
+}
+
+/** What an identity is granted: the rules' grant, narrowed to a CI token's scopes. */
+export function grantFor(authorizer: Authorizer, identity: Identity, requested: readonly Access[]): Access[] {
+  return limitAccess(authorizer.grant(identity, requested), identity.scopeLimit);
 }
 
 /**
@@ -101,6 +130,10 @@ export class AuthenticatedUsersMayDoAnything implements Authorizer {
   }
 
   allowsAnonymous(): boolean {
+    return false;
+  }
+
+  isImmutableTag(): boolean {
     return false;
   }
 }

@@ -1,27 +1,28 @@
-// The Express app in request order: log, security headers, health, token service, /v2/ gate, proxy, errors.
+// The Express app in request order: log, security headers, health, token service, /v2/ gate, forward, errors.
 
 import express, { type NextFunction, type Request, type Response } from 'express';
 import helmet from 'helmet';
 import type { Logger } from 'pino';
 import type { Authorizer } from './access.js';
 import { accessLog } from './access-log.js';
-import type { Authenticator } from './authenticator.js';
 import type { Config } from './config.js';
 import { RegistryError } from './errors.js';
+import { createForwarder } from './forward.js';
 import { createV2Gate } from './gate.js';
-import type { UserStore } from './htpasswd.js';
+import type { LoginServices } from './login.js';
 import type { RegistryProxy } from './proxy.js';
 import type { TokenAuthority } from './token.js';
 import { createTokenRouter } from './token-service.js';
+import type { UpstreamPool } from './upstreams.js';
 
 export interface AppDependencies {
   config: Readonly<Config>;
   logger: Logger;
   tokens: TokenAuthority;
-  authenticator: Authenticator;
+  logins: LoginServices;
   authorizer: Authorizer;
-  users: () => UserStore;
   proxy: RegistryProxy;
+  upstreams: UpstreamPool;
   /** Whether the upstream registry answers; backs /readyz. */
   upstreamReady(): Promise<boolean>;
 }
@@ -65,7 +66,7 @@ export function createApp(deps: AppDependencies): express.Express {
   if (deps.config.auth === 'token') {
     app.use(
       '/token',
-      createTokenRouter({ tokens: deps.tokens, authenticator: deps.authenticator, authorizer: deps.authorizer, users: deps.users, publicOrigin }),
+      createTokenRouter({ tokens: deps.tokens, logins: deps.logins, authorizer: deps.authorizer, publicOrigin }),
     );
   }
 
@@ -74,15 +75,12 @@ export function createApp(deps: AppDependencies): express.Express {
       mode: deps.config.auth,
       service: deps.config.service,
       tokens: deps.tokens,
-      authenticator: deps.authenticator,
+      logins: deps.logins,
       authorizer: deps.authorizer,
       publicOrigin,
     }),
   );
-  app.use((req, res, next) => {
-    if (res.locals.route === undefined) return next();
-    deps.proxy.forward(req, res);
-  });
+  app.use(createForwarder({ proxy: deps.proxy, upstreams: deps.upstreams, authorizer: deps.authorizer }));
 
   app.use((_req, _res, next) => {
     next(new RegistryError('UNSUPPORTED', 'not found', undefined, 404));

@@ -69,14 +69,18 @@ export function parseTtl(text: string): number | null {
  * space-separated. Throws a CliError naming the first scope a CI token cannot carry.
  */
 export function parseCiTokenScopes(values: readonly string[]): Access[] {
-  const scopes: Access[] = [];
-  for (const value of values) {
-    for (const text of value.split(/\s+/)) {
-      if (text !== '') scopes.push(validScope(text));
-    }
-  }
-  if (scopes.length === 0) throw new CliError('a CI token needs at least one scope, e.g. repository:app:pull');
-  return mergeAccess(scopes);
+  const texts = values.flatMap((value) => value.split(/\s+/)).filter((text) => text !== '');
+  return validScopeList(texts);
+}
+
+/** Validates each entry as the scope text it stands for (so a name with a space is refused, not split). */
+function validScopes(scopes: readonly Access[]): Access[] {
+  return validScopeList(scopes.map((access) => formatScope(access)));
+}
+
+function validScopeList(texts: readonly string[]): Access[] {
+  if (texts.length === 0) throw new CliError('a CI token needs at least one scope, e.g. repository:app:pull');
+  return mergeAccess(texts.map(validScope));
 }
 
 function validScope(text: string): Access {
@@ -90,10 +94,6 @@ function validScope(text: string): Access {
     throw new CliError(`invalid scope "${text}": unknown action ${unknown.map((a) => `"${a}"`).join(', ')} (allowed: ${allowed.join(', ')})`);
   }
   return access;
-}
-
-function validScopes(scopes: readonly Access[]): Access[] {
-  return parseCiTokenScopes(scopes.map((access) => formatScope(access)));
 }
 
 export function isCiTokenCredential(password: string): boolean {
@@ -384,6 +384,16 @@ export class CiTokenStore {
    */
   async reload(): Promise<void> {
     this.#tokens = liveSet(await readRecords(this.file));
+  }
+
+  /**
+   * The scopes of a token that is still in the file and unexpired, else undefined: access tokens
+   * issued for a CI token check this on every request, so revocation takes effect at once.
+   */
+  activeScopes(id: string, now: number = Date.now()): Access[] | undefined {
+    const token = this.#tokens.get(id);
+    if (token === undefined || (token.expiresAt !== null && token.expiresAt <= now)) return undefined;
+    return token.record.scopes;
   }
 
   /**

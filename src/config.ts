@@ -21,6 +21,11 @@ export interface Config {
   tlsCert: string;
   tlsKey: string;
   htpasswd: string;
+  /** Access rules (YAML); a missing file at the default place means: every authenticated user may do everything. */
+  accessFile: string;
+  /** Whether access_file was set explicitly, so that a missing file is an error rather than the default. */
+  accessFileRequired: boolean;
+  ciTokensFile: string;
   auth: AuthMode;
   /** Public origin used for the token realm and upload URLs; undefined means derived from each request. */
   publicUrl: URL | undefined;
@@ -50,6 +55,8 @@ export const settings: readonly SettingDoc[] = [
   { key: 'tls_cert', env: 'GATEWAY_TLS_CERT', default: 'certs/server.crt', description: 'server certificate (PEM, chain allowed); generated with a local CA when neither it nor the key exists' },
   { key: 'tls_key', env: 'GATEWAY_TLS_KEY', default: 'certs/server.key', description: 'server private key (PEM)' },
   { key: 'htpasswd', env: 'GATEWAY_HTPASSWD', default: 'htpasswd/htpasswd', description: 'users, bcrypt htpasswd file (htpasswd -B); created with an admin user when missing' },
+  { key: 'access', env: 'GATEWAY_ACCESS', default: '(access.yml beside --config, else in the current folder)', description: 'access rules per repository and action (see access.example.yml); without the file every authenticated user may do everything' },
+  { key: 'ci_tokens', env: 'GATEWAY_CI_TOKENS', default: 'htpasswd/ci-tokens.json', description: 'CI tokens made with `gateway token create` (hashes only, no secrets)' },
   { key: 'auth', env: 'GATEWAY_AUTH', default: 'token', description: 'token: Bearer tokens from /token (docker token spec); basic: Basic auth on every request' },
   { key: 'public_url', env: 'GATEWAY_PUBLIC_URL', default: '(from the request Host)', description: 'public https origin of the gateway, used for the token realm and upload locations' },
   { key: 'service', env: 'GATEWAY_SERVICE', default: 'registry-gateway', description: 'token service name (challenge service, token audience)' },
@@ -81,6 +88,8 @@ const rawSchema = z
     tls_cert: z.string().default('certs/server.crt'),
     tls_key: z.string().default('certs/server.key'),
     htpasswd: z.string().default('htpasswd/htpasswd'),
+    access: z.string().optional(),
+    ci_tokens: z.string().default('htpasswd/ci-tokens.json'),
     auth: z.enum(['token', 'basic'], 'must be "token" or "basic"').default('token'),
     public_url: z.string().optional(),
     service: z.string().min(1, 'must not be empty').regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces or quotes').refine((s) => !s.includes('"'), 'must not contain quotes').default('registry-gateway'),
@@ -182,7 +191,7 @@ function readConfigFile(file: string): Record<string, unknown> {
   return parsed as Record<string, unknown>;
 }
 
-const pathKeys = ['tls_cert', 'tls_key', 'htpasswd', 'token_key', 'token_cert', 'data_dir', 'registry_bin'] as const;
+const pathKeys = ['tls_cert', 'tls_key', 'htpasswd', 'access', 'ci_tokens', 'token_key', 'token_cert', 'data_dir', 'registry_bin'] as const;
 
 export function loadConfig(options: LoadConfigOptions): LoadedConfig {
   const warnings: string[] = [];
@@ -228,6 +237,9 @@ export function loadConfig(options: LoadConfigOptions): LoadedConfig {
     tlsCert: resolvePath('tls_cert')!,
     tlsKey: resolvePath('tls_key')!,
     htpasswd: resolvePath('htpasswd')!,
+    accessFile: resolvePath('access') ?? path.join(fileDir, 'access.yml'),
+    accessFileRequired: raw.access !== undefined,
+    ciTokensFile: resolvePath('ci_tokens')!,
     auth: raw.auth,
     publicUrl: raw.public_url ? parsePublicUrl(raw.public_url) : undefined,
     service: raw.service,
@@ -253,6 +265,8 @@ export function describeConfig(config: Readonly<Config>): Record<string, unknown
     tls_cert: config.tlsCert,
     tls_key: config.tlsKey,
     htpasswd: config.htpasswd,
+    access: config.accessFile,
+    ci_tokens: config.ciTokensFile,
     auth: config.auth,
     public_url: config.publicUrl?.origin ?? '(from the request Host)',
     service: config.service,

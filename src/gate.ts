@@ -1,29 +1,31 @@
 // The /v2/ gate: parses the route, authenticates the caller, checks the access the route needs.
 
 import type { NextFunction, Request, Response } from 'express';
-import { covers, formatScope, type Access, type Authorizer, type Identity } from './access.js';
-import type { Authenticator } from './authenticator.js';
+import { covers, formatScope, grantFor, type Access, type Authorizer, type Identity } from './access.js';
 import type { AuthMode } from './config.js';
 import { readAuthorization } from './credentials.js';
 import { RegistryError } from './errors.js';
-import { basicChallenge, logIn } from './login.js';
+import { basicChallenge, identityOfToken, logIn, type LoginServices } from './login.js';
 import { TokenError, type TokenAuthority } from './token.js';
-import { parseV2Route, requirementOf, type Requirement, type V2Route } from './v2-route.js';
+import { parseV2Route, requirementOf, type V2Route } from './v2-route.js';
 
 export interface GateOptions {
   mode: AuthMode;
   service: string;
   tokens: TokenAuthority;
-  authenticator: Authenticator;
+  logins: LoginServices;
   authorizer: Authorizer;
   /** The public origin for this request (https://host[:port]), for realms. */
   publicOrigin(req: Request): string;
 }
 
-/** What the gate leaves for the proxy and the access log. */
+/** What the gate leaves in res.locals for what follows (forward.ts) and the access log. */
 export interface GateLocals {
   route: V2Route;
+  identity: Identity;
   user: string;
+  /** GET /v2/_catalog by a caller who may not list everything: answer with what they may pull. */
+  filterCatalog: boolean;
 }
 
 export function isV2Request(target: string): boolean {
@@ -41,6 +43,26 @@ function refuseFormBodies(req: Request): void {
   }
 }
 
+/**
+ * A cross-repository mount from a repository the caller may not pull becomes a plain upload:
+ * the registry then never reveals whether the blob exists there.
+ */
+function dropMount(req: Request, route: Extract<V2Route, { kind: 'upload-start' }>): V2Route {
+  const at = req.url.indexOf('?');
+  const query = new URLSearchParams(req.url.slice(at + 1));
+  query.delete('mount');
+  query.delete('from');
+  const rest = query.toString();
+  req.url = `/v2/${route.name}/blobs/uploads/${rest ? `?${rest}` : ''}`;
+  return { ...route, mountFrom: undefined };
+}
+
+interface Decision {
+  identity: Identity;
+  /** What the caller holds, to compare with what the route needs. */
+  holds: Access[];
+}
+
 export function createV2Gate(options: GateOptions) {
   const bearerChallenge = (req: Request, scopes: Access[], error?: 'invalid_token' | 'insufficient_scope') => {
     let challenge = `Bearer realm="${options.publicOrigin(req)}/token",service="${options.service}"`;
@@ -49,11 +71,10 @@ export function createV2Gate(options: GateOptions) {
     return challenge;
   };
 
-  const viaToken = (req: Request, requirement: Requirement): Identity => {
-    const needed = requirement.kind === 'access' ? requirement.access : [];
+  const viaToken = (req: Request, challengeScopes: Access[]): Decision => {
     const presented = readAuthorization(req.headers.authorization);
     if (presented.kind !== 'bearer') {
-      throw new RegistryError('UNAUTHORIZED', 'authentication required', needed.length ? needed : undefined).withHeader('WWW-Authenticate', bearerChallenge(req, needed));
+      throw new RegistryError('UNAUTHORIZED', 'authentication required', challengeScopes.length ? challengeScopes : undefined).withHeader('WWW-Authenticate', bearerChallenge(req, challengeScopes));
     }
     let verified;
     try {
@@ -61,47 +82,61 @@ export function createV2Gate(options: GateOptions) {
     } catch (error) {
       if (!(error instanceof TokenError)) throw error;
       const message = error.reason === 'expired' ? 'token expired' : 'invalid token';
-      throw new RegistryError('UNAUTHORIZED', message).withHeader('WWW-Authenticate', bearerChallenge(req, needed, 'invalid_token'));
+      throw new RegistryError('UNAUTHORIZED', message).withHeader('WWW-Authenticate', bearerChallenge(req, challengeScopes, 'invalid_token'));
     }
-    if (!covers(verified.access, needed)) {
-      throw new RegistryError('UNAUTHORIZED', 'insufficient scope', needed).withHeader('WWW-Authenticate', bearerChallenge(req, needed, 'insufficient_scope'));
+    const identity = identityOfToken(options.logins, verified.subject, verified.credential);
+    if (!identity) {
+      throw new RegistryError('UNAUTHORIZED', 'the credentials of this token are no longer valid').withHeader('WWW-Authenticate', bearerChallenge(req, challengeScopes, 'invalid_token'));
     }
-    return { user: verified.subject === '' ? null : verified.subject };
+    return { identity, holds: verified.access };
   };
 
-  const viaBasic = async (req: Request, requirement: Requirement): Promise<Identity> => {
+  const viaBasic = async (req: Request, wanted: Access[]): Promise<Decision> => {
     const presented = readAuthorization(req.headers.authorization);
     const realm = options.publicOrigin(req);
     let identity: Identity;
     if (presented.kind === 'basic') {
-      identity = await logIn(options.authenticator, presented.credentials, realm);
+      identity = await logIn(options.logins, presented.credentials, req.socket.remoteAddress, realm);
     } else if (presented.kind === 'none' && options.authorizer.allowsAnonymous()) {
       identity = { user: null };
     } else {
       throw new RegistryError('UNAUTHORIZED', 'authentication required').withHeader('WWW-Authenticate', basicChallenge(realm));
     }
-    if (requirement.kind === 'access') {
-      const granted = options.authorizer.grant(identity, requirement.access);
-      if (!covers(granted, requirement.access)) {
-        if (identity.user === null) {
-          throw new RegistryError('UNAUTHORIZED', 'authentication required').withHeader('WWW-Authenticate', basicChallenge(realm));
-        }
-        throw new RegistryError('DENIED', 'requested access to the resource is denied', requirement.access);
-      }
-    } else if (identity.user === null) {
-      // The /v2/ ping of an anonymous caller still gets the challenge, so `docker login` can start.
-      throw new RegistryError('UNAUTHORIZED', 'authentication required').withHeader('WWW-Authenticate', basicChallenge(realm));
+    return { identity, holds: grantFor(options.authorizer, identity, wanted) };
+  };
+
+  const refuse = (req: Request, decision: Decision, needed: Access[]): never => {
+    if (options.mode === 'token') {
+      throw new RegistryError('UNAUTHORIZED', 'insufficient scope', needed).withHeader('WWW-Authenticate', bearerChallenge(req, needed, 'insufficient_scope'));
     }
-    return identity;
+    if (decision.identity.user === null) {
+      throw new RegistryError('UNAUTHORIZED', 'authentication required').withHeader('WWW-Authenticate', basicChallenge(options.publicOrigin(req)));
+    }
+    throw new RegistryError('DENIED', 'requested access to the resource is denied', needed);
   };
 
   return async function v2Gate(req: Request, res: Response, next: NextFunction): Promise<void> {
     if (!isV2Request(req.url)) return next();
-    const route = parseV2Route(req.url);
+    let route = parseV2Route(req.url);
     const requirement = requirementOf(req.method, route);
     refuseFormBodies(req);
-    const identity = options.mode === 'token' ? viaToken(req, requirement) : await viaBasic(req, requirement);
-    const locals: GateLocals = { route, user: identity.user ?? '' };
+    const wanted = requirement.kind === 'access' ? requirement.access : [];
+    const decision = options.mode === 'token' ? viaToken(req, wanted) : await viaBasic(req, wanted);
+
+    let filterCatalog = false;
+    if (requirement.kind === 'identity') {
+      // The /v2/ ping of an anonymous Basic-mode caller still gets the challenge, so `docker login` can start.
+      if (options.mode === 'basic' && decision.identity.user === null) refuse(req, decision, []);
+    } else if (route.kind === 'catalog') {
+      filterCatalog = !covers(decision.holds, wanted);
+    } else if (route.kind === 'upload-start' && route.mountFrom !== undefined && wanted.length > 1) {
+      const target = wanted.slice(0, 1);
+      if (!covers(decision.holds, target)) refuse(req, decision, target);
+      if (!covers(decision.holds, wanted)) route = dropMount(req, route);
+    } else if (!covers(decision.holds, wanted)) {
+      refuse(req, decision, wanted);
+    }
+    const locals: GateLocals = { route, identity: decision.identity, user: decision.identity.user ?? '', filterCatalog };
     Object.assign(res.locals, locals);
     next();
   };

@@ -4,14 +4,17 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, unwatchFile, watchFile } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { AuthenticatedUsersMayDoAnything, type Authorizer } from './access.js';
+import { AccessFileError, AllowAuthenticated, loadAccessFile, type RuleSet } from './access-rules.js';
 import { createApp, publicOriginResolver } from './app.js';
 import { Authenticator, PasswordChecker } from './authenticator.js';
 import { createCertificates, defaultHosts, ensureTokenSigningKey } from './certs.js';
+import { CiTokenStore } from './ci-tokens.js';
 import type { Config } from './config.js';
 import { ConfigError } from './errors.js';
 import { addUser, UserStore } from './htpasswd.js';
+import { CurrentRules } from './policy.js';
 import { createRegistryProxy } from './proxy.js';
+import { LoginThrottle } from './throttle.js';
 import { UpstreamPool } from './upstreams.js';
 import { findRegistryBinary, RegistryProcess, registryInstallHint } from './registry-process.js';
 import { startHttpsServer } from './server.js';
@@ -30,7 +33,7 @@ export interface RunningGateway {
   url: string;
   port: number;
   upstreams: URL[];
-  /** Re-reads htpasswd and the TLS certificate (what SIGHUP does). */
+  /** Re-reads htpasswd, the access file, the CI tokens and the TLS certificate (what SIGHUP does). */
   reload(): Promise<void>;
   close(): Promise<void>;
 }
@@ -84,7 +87,43 @@ async function startEmbeddedRegistry(config: Readonly<Config>, options: GatewayO
   return registry;
 }
 
-export async function startGateway(config: Readonly<Config>, options: GatewayOptions, authorizer: Authorizer = new AuthenticatedUsersMayDoAnything()): Promise<RunningGateway> {
+/** The rules at start-up: a bad access file stops the gateway with its line and reason. */
+async function loadRules(config: Readonly<Config>, logger: Logger): Promise<RuleSet> {
+  if (!existsSync(config.accessFile)) {
+    if (config.accessFileRequired) throw new ConfigError('GATEWAY_ACCESS', `${config.accessFile} does not exist`);
+    logger.info({ file: config.accessFile }, 'no access file: every authenticated user may do everything, anonymous callers nothing');
+    return new AllowAuthenticated();
+  }
+  try {
+    const { rules, warnings } = await loadAccessFile(config.accessFile);
+    for (const warning of warnings) logger.warn({ file: config.accessFile }, warning);
+    logger.info({ file: config.accessFile, anonymous: rules.allowsAnonymous() }, 'access rules loaded');
+    return rules;
+  } catch (error) {
+    if (error instanceof AccessFileError) throw new ConfigError('GATEWAY_ACCESS', error.message);
+    throw error;
+  }
+}
+
+/**
+ * Calls `reload` when a file changes. Polling survives the atomic rename that `gateway user add`
+ * and editors do, which fs.watch loses track of; the short settle delay lets a non-atomic writer
+ * (Apache's htpasswd) finish first.
+ */
+function watchForChanges(file: string, reload: () => Promise<void>): () => void {
+  let settle: NodeJS.Timeout | undefined;
+  watchFile(file, { interval: 500, persistent: false }, (current, previous) => {
+    if (current.mtimeMs === previous.mtimeMs && current.ino === previous.ino && current.size === previous.size) return;
+    clearTimeout(settle);
+    settle = setTimeout(() => void reload(), 150);
+  });
+  return () => {
+    unwatchFile(file);
+    clearTimeout(settle);
+  };
+}
+
+export async function startGateway(config: Readonly<Config>, options: GatewayOptions): Promise<RunningGateway> {
   const { logger } = options;
   await ensureTlsFiles(config, options);
   if (!bothOrNeither(config.tokenKey, config.tokenCert, 'GATEWAY_TOKEN_KEY', 'GATEWAY_TOKEN_CERT')) {
@@ -104,13 +143,16 @@ export async function startGateway(config: Readonly<Config>, options: GatewayOpt
   for (const problem of users.problems()) logger.warn({ file: config.htpasswd }, `htpasswd ${problem}`);
   const checker = new PasswordChecker();
   const authenticator = new Authenticator(users, checker, { cacheTtlMs: config.basicCacheSeconds * 1000 });
+  const ciTokens = await CiTokenStore.load(config.ciTokensFile);
+  const logins = { authenticator, users, ciTokens, throttle: new LoginThrottle() };
+  const rules = new CurrentRules(await loadRules(config, logger));
 
   const registry = config.upstreams.length > 0 ? undefined : await startEmbeddedRegistry(config, options);
   const upstreamUrls = registry ? [new URL(registry.url)] : config.upstreams;
   const pool = new UpstreamPool(upstreamUrls, { logger });
   const proxy = createRegistryProxy({ upstreams: pool, logger, publicOrigin: publicOriginResolver(config) });
 
-  const app = createApp({ config, logger, tokens, authenticator, authorizer, users: () => users, proxy, upstreamReady: () => pool.checkAll() });
+  const app = createApp({ config, logger, tokens, logins, authorizer: rules, proxy, upstreams: pool, upstreamReady: () => pool.checkAll() });
   let server;
   try {
     server = await startHttpsServer(app, { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), listen: config.listen });
@@ -130,14 +172,34 @@ export async function startGateway(config: Readonly<Config>, options: GatewayOpt
       logger.error({ file: config.htpasswd, err: (error as Error).message }, 'htpasswd reload failed; keeping the previous users');
     }
   };
-  // Polling survives the atomic rename that `gateway user add` and editors do, which fs.watch loses
-  // track of; the short settle delay lets a non-atomic writer (Apache's htpasswd) finish first.
-  let settle: NodeJS.Timeout | undefined;
-  watchFile(config.htpasswd, { interval: 500, persistent: false }, (current, previous) => {
-    if (current.mtimeMs === previous.mtimeMs && current.ino === previous.ino && current.size === previous.size) return;
-    clearTimeout(settle);
-    settle = setTimeout(() => void reloadUsers(), 150);
-  });
+  const reloadRules = async () => {
+    try {
+      if (!existsSync(config.accessFile)) {
+        rules.replace(new AllowAuthenticated());
+        logger.warn({ file: config.accessFile }, 'access file removed: every authenticated user may do everything');
+        return;
+      }
+      const loaded = await loadAccessFile(config.accessFile);
+      for (const warning of loaded.warnings) logger.warn({ file: config.accessFile }, warning);
+      rules.replace(loaded.rules);
+      logger.info({ file: config.accessFile }, 'access rules reloaded');
+    } catch (error) {
+      logger.error({ file: config.accessFile, err: (error as Error).message }, 'access file reload failed; keeping the previous rules');
+    }
+  };
+  const reloadCiTokens = async () => {
+    try {
+      await ciTokens.reload();
+      logger.info({ file: config.ciTokensFile, tokens: ciTokens.list().length }, 'CI tokens reloaded');
+    } catch (error) {
+      logger.error({ file: config.ciTokensFile, err: (error as Error).message }, 'CI tokens reload failed; keeping the previous tokens');
+    }
+  };
+  const stopWatching = [
+    watchForChanges(config.htpasswd, reloadUsers),
+    watchForChanges(config.accessFile, reloadRules),
+    watchForChanges(config.ciTokensFile, reloadCiTokens),
+  ];
 
   const host = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? '127.0.0.1' : config.listen.host;
   const url = `https://${host.includes(':') ? `[${host}]` : host}:${server.address.port}`;
@@ -149,7 +211,7 @@ export async function startGateway(config: Readonly<Config>, options: GatewayOpt
     port: server.address.port,
     upstreams: upstreamUrls,
     async reload() {
-      await reloadUsers();
+      await Promise.all([reloadUsers(), reloadRules(), reloadCiTokens()]);
       try {
         server.server.setSecureContext({ cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), minVersion: 'TLSv1.2' });
         logger.info({ cert: config.tlsCert }, 'TLS certificate reloaded');
@@ -159,8 +221,7 @@ export async function startGateway(config: Readonly<Config>, options: GatewayOpt
     },
     close() {
       closed ??= (async () => {
-        unwatchFile(config.htpasswd);
-        clearTimeout(settle);
+        for (const stop of stopWatching) stop();
         await server.close(config.shutdownGraceSeconds * 1000);
         proxy.close();
         pool.close();

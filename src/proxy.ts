@@ -15,7 +15,8 @@ export interface RegistryProxyOptions {
 }
 
 export interface RegistryProxy {
-  forward(req: Request, res: Response): void;
+  /** Streams the request on; `body` replaces a request body the gateway already had to read (a small manifest). */
+  forward(req: Request, res: Response, body?: Buffer): void;
   close(): void;
 }
 
@@ -35,6 +36,7 @@ function canResend(req: Request): boolean {
 interface Attempt {
   tried: Set<Upstream>;
   count: number;
+  body: Buffer | undefined;
 }
 
 export function createRegistryProxy(options: RegistryProxyOptions): RegistryProxy {
@@ -74,14 +76,15 @@ export function createRegistryProxy(options: RegistryProxyOptions): RegistryProx
     const upstream = upstreams.pick(attempt.tried);
     if (!upstream) return unavailable(res);
     res.locals.upstream = upstream.url.origin;
-    const options = { target: upstream.url.origin, agent: upstream.agent, ...(attempt.count > 0 ? { buffer: Readable.from([]) } : {}) };
+    const replay = attempt.body !== undefined ? Readable.from([attempt.body]) : attempt.count > 0 ? Readable.from([]) : undefined;
+    const options = { target: upstream.url.origin, agent: upstream.agent, ...(replay ? { buffer: replay } : {}) };
     proxy.web(req, res, options, (error: NodeJS.ErrnoException) => {
       const code = error.code ?? '';
       const refused = connectionErrors.has(code);
       // A kept-alive socket the registry closed while idle fails with ECONNRESET: not a sign it is down.
       const stale = (code === 'ECONNRESET' || code === 'EPIPE') && attempt.count === 0;
       if (refused && !stale) upstreams.markDown(upstream, code);
-      if (refused && !res.headersSent && canResend(req) && attempt.count < upstreams.upstreams.length) {
+      if (refused && !res.headersSent && (attempt.body !== undefined || canResend(req)) && attempt.count < upstreams.upstreams.length) {
         if (!stale) attempt.tried.add(upstream);
         attempt.count += 1;
         send(req, res, attempt);
@@ -98,8 +101,8 @@ export function createRegistryProxy(options: RegistryProxyOptions): RegistryProx
   };
 
   return {
-    forward(req, res) {
-      send(req, res, { tried: new Set(), count: 0 });
+    forward(req, res, body) {
+      send(req, res, { tried: new Set(), count: 0, body });
     },
     close() {
       proxy.close();

@@ -1,19 +1,16 @@
 // The token endpoint: GET per the Docker token spec and POST per its OAuth2 variant.
 
 import express, { type Request, type Response } from 'express';
-import { formatScope, parseScopes, type Access, type Authorizer, type Identity } from './access.js';
-import type { Authenticator } from './authenticator.js';
+import { formatScope, grantFor, parseScopes, type Access, type Authorizer, type Identity } from './access.js';
 import { readAuthorization } from './credentials.js';
 import { RegistryError } from './errors.js';
-import type { UserStore } from './htpasswd.js';
-import { basicChallenge, logIn } from './login.js';
+import { basicChallenge, logIn, type LoginServices } from './login.js';
 import { TokenError, type TokenAuthority } from './token.js';
 
 export interface TokenServiceOptions {
   tokens: TokenAuthority;
-  authenticator: Authenticator;
+  logins: LoginServices;
   authorizer: Authorizer;
-  users: () => UserStore;
   publicOrigin(req: Request): string;
 }
 
@@ -35,9 +32,10 @@ function queryOf(req: Request): URLSearchParams {
 export function createTokenRouter(options: TokenServiceOptions): express.Router {
   const router = express.Router();
 
+  /** Only password logins get refresh tokens: a CI token is itself the long-lived credential. */
   const refreshTokenFor = (identity: Identity): string | undefined => {
-    if (identity.user === null) return undefined;
-    const fingerprint = options.users().credentialFingerprint(identity.user);
+    if (identity.user === null || identity.scopeLimit !== undefined) return undefined;
+    const fingerprint = options.logins.users.credentialFingerprint(identity.user);
     return fingerprint === undefined ? undefined : options.tokens.issueRefreshToken(identity.user, fingerprint);
   };
 
@@ -50,15 +48,15 @@ export function createTokenRouter(options: TokenServiceOptions): express.Router 
       if (error instanceof TokenError) throw new RegistryError('UNAUTHORIZED', 'invalid refresh token');
       throw error;
     }
-    const current = options.users().credentialFingerprint(claims.subject);
+    const current = options.logins.users.credentialFingerprint(claims.subject);
     if (current === undefined || current !== claims.credentialFingerprint) {
       throw new RegistryError('UNAUTHORIZED', 'refresh token no longer valid: log in again');
     }
-    return { user: claims.subject };
+    return { user: claims.subject, credential: current };
   };
 
   const respond = (res: Response, grant: TokenGrant, shape: 'get' | 'post') => {
-    const issued = options.tokens.issue(grant.identity.user ?? '', grant.granted);
+    const issued = options.tokens.issue(grant.identity.user ?? '', grant.granted, grant.identity.credential);
     res.locals.user = grant.identity.user ?? '';
     res.set('Cache-Control', 'no-store');
     const body: Record<string, unknown> =
@@ -75,13 +73,13 @@ export function createTokenRouter(options: TokenServiceOptions): express.Router 
     const realm = options.publicOrigin(req);
     let identity: Identity;
     if (presented.kind === 'basic') {
-      identity = await logIn(options.authenticator, presented.credentials, realm);
+      identity = await logIn(options.logins, presented.credentials, req.socket.remoteAddress, realm);
     } else if (presented.kind === 'none' && options.authorizer.allowsAnonymous()) {
       identity = { user: null };
     } else {
       throw new RegistryError('UNAUTHORIZED', 'authentication required').withHeader('WWW-Authenticate', basicChallenge(realm));
     }
-    const granted = options.authorizer.grant(identity, parseScopes(query.getAll('scope')));
+    const granted = grantFor(options.authorizer, identity, parseScopes(query.getAll('scope')));
     const offline = query.get('offline_token') === 'true';
     respond(res, { identity, granted, refreshToken: offline ? refreshTokenFor(identity) : undefined }, 'get');
   });
@@ -103,7 +101,7 @@ export function createTokenRouter(options: TokenServiceOptions): express.Router 
       const user = field('username');
       const password = field('password');
       if (!user || password === undefined) throw badRequest('username and password are required');
-      identity = await logIn(options.authenticator, { user, password }, options.publicOrigin(req));
+      identity = await logIn(options.logins, { user, password }, req.socket.remoteAddress, options.publicOrigin(req));
       refreshToken = offline ? refreshTokenFor(identity) : undefined;
     } else if (grantType === 'refresh_token') {
       const presentedRefreshToken = field('refresh_token');
@@ -114,7 +112,7 @@ export function createTokenRouter(options: TokenServiceOptions): express.Router 
     } else {
       throw badRequest('grant_type must be password or refresh_token');
     }
-    const granted = options.authorizer.grant(identity, parseScopes([field('scope') ?? '']));
+    const granted = grantFor(options.authorizer, identity, parseScopes([field('scope') ?? '']));
     respond(res, { identity, granted, refreshToken }, 'post');
   });
 

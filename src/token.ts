@@ -28,6 +28,8 @@ export interface IssuedToken {
 export interface VerifiedAccessToken {
   subject: string;
   access: Access[];
+  /** Which credential the token was issued for (see issue()), so the gate can drop tokens of removed users or revoked CI tokens. */
+  credential: string | undefined;
   /** Epoch seconds. */
   expiresAt: number;
 }
@@ -59,6 +61,7 @@ const VERIFIED_CACHE_SIZE = 1024;
 interface VerifiedEntry {
   subject: string;
   access: Access[];
+  credential: string | undefined;
   expiresAt: number;
 }
 
@@ -98,8 +101,11 @@ export class TokenAuthority {
     this.expiresIn = expiresInFor(options.ttlSeconds);
   }
 
-  /** Signs an access token granting exactly `access` to `subject` ("" for anonymous). */
-  issue(subject: string, access: Access[]): IssuedToken {
+  /**
+   * Signs an access token granting exactly `access` to `subject` ("" for anonymous). `credential`
+   * (claim `cred`) names what the subject logged in with, e.g. a password fingerprint or a CI token id.
+   */
+  issue(subject: string, access: Access[], credential?: string): IssuedToken {
     const issuedAt = this.nowSeconds();
     const claims = {
       iss: this.issuer,
@@ -110,6 +116,7 @@ export class TokenAuthority {
       iat: issuedAt,
       jti: newTokenId(),
       access: access.map(copyAccess),
+      ...(credential === undefined ? {} : { cred: credential }),
     };
     const header = { typ: 'JWT', alg: this.algorithm, kid: this.keyId, x5c: this.certificateChain };
     const token = jwt.sign(claims, this.privateKey, { algorithm: this.algorithm, header });
@@ -125,6 +132,7 @@ export class TokenAuthority {
     const entry: VerifiedEntry = {
       subject: requireSubject(claims),
       access: parseAccessClaim(claims.access),
+      credential: typeof claims.cred === 'string' ? claims.cred : undefined,
       expiresAt: requireTime(claims, 'exp'),
     };
     requireTime(claims, 'nbf');
@@ -331,5 +339,5 @@ function copyAccess(access: Access): Access {
 
 /** Callers get their own copy, so nothing they do can change a cached result. */
 function copyVerified(entry: VerifiedEntry): VerifiedAccessToken {
-  return { subject: entry.subject, access: entry.access.map(copyAccess), expiresAt: entry.expiresAt };
+  return { subject: entry.subject, access: entry.access.map(copyAccess), credential: entry.credential, expiresAt: entry.expiresAt };
 }

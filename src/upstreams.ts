@@ -11,6 +11,12 @@ export interface Upstream {
   healthy: boolean;
 }
 
+export interface UpstreamAnswer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
 export interface UpstreamPoolOptions {
   logger: Logger;
   /** How often each registry's /v2/ is probed; 0 turns probing off. */
@@ -83,6 +89,49 @@ export class UpstreamPool {
       }),
     );
     return results.some(Boolean);
+  }
+
+  /**
+   * A small request the gateway itself makes (a catalog page, a tag lookup), tried on each
+   * registry in turn until one answers. The body is read whole, so only for small answers.
+   */
+  async fetch(path: string, options: { method?: string; headers?: Record<string, string>; maxBytes?: number } = {}): Promise<UpstreamAnswer> {
+    const tried = new Set<Upstream>();
+    let lastError: unknown;
+    for (let upstream = this.pick(tried); upstream; upstream = this.pick(tried)) {
+      tried.add(upstream);
+      try {
+        return await this.#fetchFrom(upstream, path, options);
+      } catch (error) {
+        lastError = error;
+        this.markDown(upstream, (error as NodeJS.ErrnoException).code ?? 'request failed');
+      }
+    }
+    throw lastError ?? new Error('no upstream registry');
+  }
+
+  #fetchFrom(upstream: Upstream, path: string, options: { method?: string; headers?: Record<string, string>; maxBytes?: number }): Promise<UpstreamAnswer> {
+    const client = upstream.url.protocol === 'https:' ? https : http;
+    const maxBytes = options.maxBytes ?? 4 * 1024 * 1024;
+    return new Promise((resolve, reject) => {
+      const request = client.request(new URL(path, upstream.url), { method: options.method ?? 'GET', headers: options.headers, agent: upstream.agent, timeout: 30_000 }, (response) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        response.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > maxBytes) {
+            response.destroy(new Error(`upstream answer over ${maxBytes} bytes`));
+            return;
+          }
+          chunks.push(chunk);
+        });
+        response.on('end', () => resolve({ status: response.statusCode ?? 502, headers: response.headers, body: Buffer.concat(chunks) }));
+        response.on('error', reject);
+      });
+      request.on('timeout', () => request.destroy(Object.assign(new Error('upstream timed out'), { code: 'ETIMEDOUT' })));
+      request.on('error', reject);
+      request.end();
+    });
   }
 
   close(): void {

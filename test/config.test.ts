@@ -42,6 +42,9 @@ describe('loadConfig defaults', () => {
       tlsCert: path.join(cwd, 'certs/server.crt'),
       tlsKey: path.join(cwd, 'certs/server.key'),
       htpasswd: path.join(cwd, 'htpasswd/htpasswd'),
+      accessFile: path.join(cwd, 'access.yml'),
+      accessFileRequired: false,
+      ciTokensFile: path.join(cwd, 'htpasswd/ci-tokens.json'),
       auth: 'token',
       publicUrl: undefined,
       service: 'registry-gateway',
@@ -61,7 +64,7 @@ describe('loadConfig defaults', () => {
 
   it('the defaults shown in --help are the defaults in effect', () => {
     const described = describeConfig(loadConfig({ env: {}, cwd }).config);
-    const pathKeys = new Set(['tls_cert', 'tls_key', 'htpasswd', 'token_key', 'token_cert', 'data_dir']);
+    const pathKeys = new Set(['ci_tokens', 'tls_cert', 'tls_key', 'htpasswd', 'token_key', 'token_cert', 'data_dir']);
     for (const setting of settings) {
       if (setting.default.startsWith('(')) continue;
       const expected = pathKeys.has(setting.key) ? path.resolve(cwd, setting.default) : setting.default;
@@ -69,10 +72,12 @@ describe('loadConfig defaults', () => {
     }
   });
 
-  it('an empty YAML file changes nothing', async (t) => {
+  it('an empty YAML file changes nothing but where access.yml is looked for: beside the file', async (t) => {
     const folder = await temporaryFolder(t);
     const file = await writeYaml(folder, 'gateway.yaml', '# nothing set yet\n');
-    assert.deepEqual(loadConfig({ file, env: {}, cwd }).config, loadConfig({ env: {}, cwd }).config);
+    const withFile = loadConfig({ file, env: {}, cwd }).config;
+    assert.deepEqual({ ...withFile, accessFile: '' }, { ...loadConfig({ env: {}, cwd }).config, accessFile: '' });
+    assert.equal(withFile.accessFile, path.join(folder, 'access.yml'));
   });
 });
 

@@ -56,14 +56,18 @@ describe('token mode', () => {
     assert.match(String(catalog.headers['www-authenticate']), /scope="registry:catalog:\*"/);
   });
 
-  test('a cross-repository mount also needs pull on the source repository', async () => {
+  test('a cross-repository mount also asks for pull on the source, and without it becomes a plain upload', async () => {
     const digest = 'sha256:' + 'b'.repeat(64);
     const res = await request(gw, 'POST', `/v2/team/app/blobs/uploads/?mount=${digest}&from=other/secret`);
     assert.match(String(res.headers['www-authenticate']), /scope="repository:team\/app:pull,push repository:other\/secret:pull"/);
     const token = await fetchToken(gw, 'alice', 'alice-password', ['repository:team/app:pull,push']);
-    const denied = await request(gw, 'POST', `/v2/team/app/blobs/uploads/?mount=${digest}&from=other/secret`, { headers: { Authorization: `Bearer ${token}` } });
+    const plain = await request(gw, 'POST', `/v2/team/app/blobs/uploads/?mount=${digest}&from=other/secret`, { headers: { Authorization: `Bearer ${token}` } });
+    assert.equal(plain.status, 202);
+    assert.match(String(plain.headers.location), /\/v2\/team\/app\/blobs\/uploads\//);
+    const pullOnly = await fetchToken(gw, 'alice', 'alice-password', ['repository:team/app:pull']);
+    const denied = await request(gw, 'POST', `/v2/team/app/blobs/uploads/?mount=${digest}&from=other/secret`, { headers: { Authorization: `Bearer ${pullOnly}` } });
     assertRegistryError(denied, 401, 'UNAUTHORIZED');
-    assert.match(String(denied.headers['www-authenticate']), /error="insufficient_scope"/);
+    assert.match(String(denied.headers['www-authenticate']), /scope="repository:team\/app:pull,push",error="insufficient_scope"/);
   });
 
   test('GET /token issues a token per the token spec, with a refresh token only when asked', async () => {

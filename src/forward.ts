@@ -1,0 +1,38 @@
+// After the gate: a filtered catalog, an immutable-tag check, or straight to the proxy.
+
+import type { NextFunction, Request, Response } from 'express';
+import { covers, grantFor, type Access, type Authorizer } from './access.js';
+import { sendFilteredCatalog } from './catalog.js';
+import type { GateLocals } from './gate.js';
+import { readManifestBody, refuseTagMove } from './immutable-tags.js';
+import type { RegistryProxy } from './proxy.js';
+import { isTag } from './reference.js';
+import type { UpstreamPool } from './upstreams.js';
+
+export interface ForwardOptions {
+  proxy: RegistryProxy;
+  upstreams: UpstreamPool;
+  authorizer: Authorizer;
+}
+
+export function createForwarder(options: ForwardOptions) {
+  return async function forward(req: Request, res: Response, next: NextFunction): Promise<void> {
+    const locals = res.locals as Partial<GateLocals>;
+    const { route, identity } = locals;
+    if (route === undefined || identity === undefined) return next();
+
+    if (route.kind === 'catalog' && locals.filterCatalog) {
+      const mayPull = (repository: string) => {
+        const wanted: Access[] = [{ type: 'repository', name: repository, actions: ['pull'] }];
+        return covers(grantFor(options.authorizer, identity, wanted), wanted);
+      };
+      return sendFilteredCatalog(req, res, options.upstreams, mayPull);
+    }
+    if (route.kind === 'manifest' && req.method === 'PUT' && isTag(route.reference) && options.authorizer.isImmutableTag(route.name, route.reference)) {
+      const body = await readManifestBody(req);
+      await refuseTagMove(options.upstreams, route.name, route.reference, body);
+      return options.proxy.forward(req, res, body);
+    }
+    options.proxy.forward(req, res);
+  };
+}
