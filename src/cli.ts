@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 // The `gateway` command: argv -> command. The only module that reads process.env or exits.
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { pino } from 'pino';
 import { stringify as toYaml } from 'yaml';
+import { AllowAuthenticated, loadAccessFile } from './access-rules.js';
 import { createCertificates, defaultHosts, trustInstructions, validateHost } from './certs.js';
+import { createCiToken, listCiTokens, parseCiTokenScopes, parseTtl, revokeCiToken } from './ci-tokens.js';
+import { formatScope } from './access.js';
 import { describeConfig, loadConfig, settings } from './config.js';
 import { CliError, ConfigError } from './errors.js';
 import { startGateway } from './gateway.js';
@@ -21,6 +24,7 @@ function settingsHelp(): string {
 }
 
 const htpasswdOption = () => new Option('--htpasswd <file>', 'htpasswd file').default(process.env.GATEWAY_HTPASSWD || 'htpasswd/htpasswd');
+const ciTokensOption = () => new Option('--tokens <file>', 'CI tokens file').default(process.env.GATEWAY_CI_TOKENS || 'htpasswd/ci-tokens.json');
 
 function parseCost(value: string): number {
   const cost = Number(value);
@@ -87,6 +91,55 @@ async function userList(options: { htpasswd: string }): Promise<void> {
   for (const user of await listUsers(options.htpasswd)) process.stdout.write(`${user}\n`);
 }
 
+async function tokenCreate(options: { user: string; scope: string[]; ttl: string; description?: string; tokens: string }): Promise<void> {
+  validateUserName(options.user);
+  const created = await createCiToken(options.tokens, {
+    user: options.user,
+    scopes: parseCiTokenScopes(options.scope),
+    ttlSeconds: parseTtl(options.ttl),
+    description: options.description,
+  });
+  process.stderr.write(
+    `created CI token ${created.id} for user "${options.user}" (${created.record.scopes.map(formatScope).join(' ')}), ` +
+      `expires ${created.record.expiresAt ?? 'never'}.\nUse it as the password, e.g. \`docker login -u ${options.user} --password-stdin\`. It is shown only once:\n\n`,
+  );
+  process.stdout.write(`${created.credential}\n`);
+}
+
+async function tokenList(options: { tokens: string }): Promise<void> {
+  const records = await listCiTokens(options.tokens);
+  if (records.length === 0) {
+    process.stderr.write(`no CI tokens in ${options.tokens}\n`);
+    return;
+  }
+  for (const record of records) {
+    const description = record.description ? `  "${record.description}"` : '';
+    process.stdout.write(`${record.id}  ${record.user}  ${record.scopes.map(formatScope).join(' ')}  created ${record.createdAt}  expires ${record.expiresAt ?? 'never'}${description}\n`);
+  }
+}
+
+async function tokenRevoke(id: string, options: { tokens: string }): Promise<void> {
+  if (!(await revokeCiToken(options.tokens, id))) throw new CliError(`no CI token ${id} in ${options.tokens}`);
+  process.stdout.write(`revoked CI token ${id}; a running gateway stops accepting it within a second\n`);
+}
+
+async function accessCheck(user: string, action: string, repository: string, options: { config?: string; access?: string }): Promise<void> {
+  const { config } = loadConfig({ file: options.config, env: process.env, cwd: process.cwd() });
+  const file = options.access ?? config.accessFile;
+  let rules;
+  try {
+    rules = existsSync(file) ? (await loadAccessFile(file)).rules : new AllowAuthenticated();
+  } catch (error) {
+    throw new CliError((error as Error).message, 2);
+  }
+  const identity = { user: user === 'anonymous' ? null : user };
+  const explanation = rules.explain(identity, action, repository);
+  const where = existsSync(file) ? file : `${file} (missing)`;
+  process.stdout.write(`${explanation.allowed ? 'allowed' : 'denied'}: ${explanation.reason}\n  rules: ${where}\n`);
+  if (identity.user !== null && rules.groupsOf(identity.user).length > 0) process.stdout.write(`  groups of ${user}: ${rules.groupsOf(identity.user).join(', ')}\n`);
+  if (!explanation.allowed) process.exitCode = 1;
+}
+
 async function configCheck(options: { config?: string }): Promise<void> {
   const { config, warnings } = loadConfig({ file: options.config, env: process.env, cwd: process.cwd() });
   for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
@@ -126,6 +179,27 @@ function program(): Command {
     .action(userAdd);
   user.command('remove <name>').description('remove a user').addOption(htpasswdOption()).action(userRemove);
   user.command('list').description('list user names').addOption(htpasswdOption()).action(userList);
+
+  const token = cli.command('token').description('CI tokens: long-lived, scope-limited credentials used as a password');
+  token
+    .command('create')
+    .description('create a CI token and print it once')
+    .requiredOption('--user <name>', 'user the token logs in as (docker login -u NAME)')
+    .requiredOption('--scope <scope>', 'what it may do, e.g. repository:app/web:pull,push; repeatable', (value: string, previous: string[] = []) => [...previous, value])
+    .option('--ttl <duration>', 'lifetime: 30d, 12h, 90m, 1w, or never', '90d')
+    .option('--description <text>', 'what the token is for')
+    .addOption(ciTokensOption())
+    .action(tokenCreate);
+  token.command('list').description('list CI tokens (never their secrets)').addOption(ciTokensOption()).action(tokenList);
+  token.command('revoke <id>').description('revoke a CI token; a running gateway stops accepting it at once').addOption(ciTokensOption()).action(tokenRevoke);
+
+  const access = cli.command('access').description('access rules');
+  access
+    .command('check <user> <action> <repository>')
+    .description('explain whether USER (or "anonymous") may ACTION (pull, push, delete, catalog) on REPOSITORY, and which rule decides; exit 1 when denied')
+    .option('-c, --config <file>', 'YAML file with settings (to find the access file)')
+    .option('--access <file>', 'access file (default: GATEWAY_ACCESS, or access.yml beside --config)')
+    .action(accessCheck);
 
   const config = cli.command('config').description('configuration');
   config

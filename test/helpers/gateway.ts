@@ -32,6 +32,8 @@ export interface TestGatewayOptions {
   /** Start no registry of our own and point at this upstream instead. */
   upstream?: string;
   users?: Record<string, string>;
+  /** Contents of access.yml, written before the gateway starts. */
+  access?: string;
   env?: Record<string, string>;
 }
 
@@ -46,6 +48,10 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
   });
   const logger = pino({ level: 'debug' }, sink);
   const htpasswd = path.join(dir, 'htpasswd', 'htpasswd');
+  if (options.access !== undefined) {
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(path.join(dir, 'access.yml'), options.access);
+  }
   for (const [user, password] of Object.entries(options.users ?? { alice: 'alice-password' })) {
     await addUser(htpasswd, user, password, 5);
   }
@@ -65,7 +71,14 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     ...options.env,
   };
   const { config } = loadConfig({ env, cwd: dir });
-  const gateway = await startGateway(config, { logger, env: process.env, announce: () => {} });
+  let gateway: RunningGateway;
+  try {
+    gateway = await startGateway(config, { logger, env: process.env, announce: () => {} });
+  } catch (error) {
+    await registry?.stop();
+    await rm(dir, { recursive: true, force: true });
+    throw error;
+  }
   const certDir = path.join(dir, 'client-certs');
   const ca = await readFile(path.join(dir, 'certs', 'ca.crt'));
   const { mkdir, writeFile } = await import('node:fs/promises');

@@ -240,15 +240,18 @@ export async function startSwift(): Promise<SwiftServer> {
     );
     const logPort = await freePort();
     const serverPorts = new Map<string, number>();
-    for (const kind of storageServers) {
-      const port = await freePort();
-      serverPorts.set(kind, port);
-      await writeFile(path.join(dir, `${kind}-server.conf`), storageServerConf(kind, dir, port, logPort));
-      const builder = path.join(dir, `${kind}.builder`);
-      await run('swift-ring-builder', [builder, 'create', '10', '1', '1']);
-      await run('swift-ring-builder', [builder, 'add', `r1z1-127.0.0.1:${port}/d1`, '1']);
-      await run('swift-ring-builder', [builder, 'rebalance']);
-    }
+    for (const kind of storageServers) serverPorts.set(kind, await freePort());
+    // One ring per server kind, each a single device; the three are independent, so built side by side.
+    await Promise.all(
+      storageServers.map(async (kind) => {
+        const port = serverPorts.get(kind)!;
+        await writeFile(path.join(dir, `${kind}-server.conf`), storageServerConf(kind, dir, port, logPort));
+        const builder = path.join(dir, `${kind}.builder`);
+        await run('swift-ring-builder', [builder, 'create', '10', '1', '1']);
+        await run('swift-ring-builder', [builder, 'add', `r1z1-127.0.0.1:${port}/d1`, '1']);
+        await run('swift-ring-builder', [builder, 'rebalance']);
+      }),
+    );
     const memcachedPort = await freePort();
     const proxyPort = await freePort();
     await writeFile(path.join(dir, 'proxy-server.conf'), proxyServerConf(dir, proxyPort, memcachedPort, logPort));
