@@ -118,22 +118,3 @@ export interface Authorizer {
 export function grantFor(authorizer: Authorizer, identity: Identity, requested: readonly Access[]): Access[] {
   return limitAccess(authorizer.grant(identity, requested), identity.scopeLimit);
 }
-
-/**
- * registry:2's own htpasswd behaviour: every authenticated user is granted everything asked for,
- * and anonymous callers nothing.
- */
-export class AuthenticatedUsersMayDoAnything implements Authorizer {
-  grant(identity: Identity, requested: readonly Access[]): Access[] {
-    if (identity.user === null) return [];
-    return requested.map((access) => ({ ...access, actions: [...access.actions] }));
-  }
-
-  allowsAnonymous(): boolean {
-    return false;
-  }
-
-  isImmutableTag(): boolean {
-    return false;
-  }
-}

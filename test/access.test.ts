@@ -2,7 +2,8 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AuthenticatedUsersMayDoAnything, covers, formatScope, mergeAccess, parseScope, parseScopes, type Access } from '../src/access.js';
+import { covers, formatScope, grantFor, limitAccess, mergeAccess, parseScope, parseScopes, type Access } from '../src/access.js';
+import { AllowAuthenticated } from '../src/access-rules.js';
 
 const repo = (name: string, ...actions: string[]): Access => ({ type: 'repository', name, actions });
 const catalog: Access = { type: 'registry', name: 'catalog', actions: ['*'] };
@@ -149,8 +150,8 @@ describe('covers', () => {
   }
 });
 
-describe('AuthenticatedUsersMayDoAnything', () => {
-  const authorizer = new AuthenticatedUsersMayDoAnything();
+describe('AllowAuthenticated (no access file)', () => {
+  const authorizer = new AllowAuthenticated();
   const requested = parseScopes(['repository:team/app:pull,push repository:other:delete registry:catalog:*']);
 
   it('grants an authenticated user everything asked for', () => {
@@ -174,5 +175,27 @@ describe('AuthenticatedUsersMayDoAnything', () => {
 
   it('grants nothing for an empty request (a login check)', () => {
     assert.deepEqual(authorizer.grant({ user: 'alice' }, []), []);
+  });
+});
+
+describe('limitAccess and grantFor: a CI token never gets more than its scopes', () => {
+  const cases: [string, Access[], Access[] | undefined, Access[]][] = [
+    ['no limit keeps the grant', [repo('a', 'pull', 'push')], undefined, [repo('a', 'pull', 'push')]],
+    ['actions outside the limit are dropped', [repo('a', 'pull', 'push', 'delete')], [repo('a', 'pull', 'push')], [repo('a', 'pull', 'push')]],
+    ['a resource outside the limit is dropped', [repo('a', 'pull'), repo('b', 'pull')], [repo('a', 'pull')], [repo('a', 'pull')]],
+    ['a limit of * allows every repository action', [repo('a', 'delete', 'pull')], [repo('a', '*')], [repo('a', 'delete', 'pull')]],
+    ['an empty limit grants nothing', [repo('a', 'pull')], [], []],
+    ['catalog needs catalog in the limit', [{ type: 'registry', name: 'catalog', actions: ['*'] }], [repo('a', '*')], []],
+  ];
+  for (const [label, granted, limit, expected] of cases) {
+    it(label, () => assert.deepEqual(limitAccess(granted, limit), expected));
+  }
+
+  it('grantFor narrows what the rules allow to the identity\'s scope limit', () => {
+    const authorizer = new AllowAuthenticated();
+    const requested = [repo('app/web', 'pull', 'push'), repo('app/api', 'pull', 'push')];
+    assert.deepEqual(grantFor(authorizer, { user: 'ci', scopeLimit: [repo('app/web', 'pull', 'push')] }, requested), [repo('app/web', 'pull', 'push')]);
+    assert.deepEqual(grantFor(authorizer, { user: 'alice' }, requested), requested);
+    assert.deepEqual(grantFor(authorizer, { user: null }, requested), []);
   });
 });

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, stat, copyFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, copyFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -158,6 +158,47 @@ describe('gateway commands', () => {
     const noPassword = await gateway(['user', 'add', 'carol'], { cwd: dir });
     assert.notEqual(noPassword.code, 0);
     assert.match(noPassword.stderr, /--password-stdin/);
+  });
+
+  test('token create prints a credential once, list never shows secrets, revoke removes it', async () => {
+    const created = await gateway(['token', 'create', '--user', 'ci', '--scope', 'repository:app/web:pull,push', '--ttl', '30d', '--description', 'deploys'], { cwd: dir });
+    assert.equal(created.code, 0, created.stderr);
+    const credential = created.stdout.trim();
+    assert.match(credential, /^gwt_[a-z0-9]{12}_[A-Za-z0-9_-]{43}$/);
+    const id = credential.split('_')[1]!;
+    const listed = await gateway(['token', 'list'], { cwd: dir });
+    assert.match(listed.stdout, new RegExp(`^${id}  ci  repository:app/web:pull,push  created .* expires .*"deploys"`, 'm'));
+    const stored = await readFile(path.join(dir, 'htpasswd', 'ci-tokens.json'), 'utf8');
+    assert.ok(!stored.includes(credential.split('_')[2]!), 'the secret is not stored');
+    assert.equal((await stat(path.join(dir, 'htpasswd', 'ci-tokens.json'))).mode & 0o077, 0);
+    const badScope = await gateway(['token', 'create', '--user', 'ci', '--scope', 'repository:App:pull'], { cwd: dir });
+    assert.notEqual(badScope.code, 0);
+    assert.match(badScope.stderr, /repository:App:pull/);
+    const badTtl = await gateway(['token', 'create', '--user', 'ci', '--scope', 'repository:app:pull', '--ttl', 'soon'], { cwd: dir });
+    assert.notEqual(badTtl.code, 0);
+    assert.match(badTtl.stderr, /soon/);
+    assert.equal((await gateway(['token', 'revoke', id], { cwd: dir })).code, 0);
+    assert.doesNotMatch((await gateway(['token', 'list'], { cwd: dir })).stdout, new RegExp(id));
+    const again = await gateway(['token', 'revoke', id], { cwd: dir });
+    assert.equal(again.code, 1);
+  });
+
+  test('access check explains a decision with the rule and line, exit 1 when denied', async () => {
+    const { copyFile: copy } = await import('node:fs/promises');
+    await copy(fileURLToPath(new URL('../../access.example.yml', import.meta.url)), path.join(dir, 'access.yml'));
+    const allowed = await gateway(['access', 'check', 'buildbot', 'push', 'app/web'], { cwd: dir });
+    assert.equal(allowed.code, 0, allowed.stderr);
+    assert.match(allowed.stdout, /^allowed: allowed by rule 3 \(line \d+\)/);
+    const denied = await gateway(['access', 'check', 'buildbot', 'push', 'app/signing'], { cwd: dir });
+    assert.equal(denied.code, 1);
+    assert.match(denied.stdout, /^denied: denied by rule 6 \(line \d+\)/);
+    const anonymous = await gateway(['access', 'check', 'anonymous', 'pull', 'public/base'], { cwd: dir });
+    assert.equal(anonymous.code, 0);
+    await writeFile(path.join(dir, 'broken.yml'), 'rules:\n  - users: [bob]\n    actions: [fly]\n');
+    const broken = await gateway(['access', 'check', 'bob', 'pull', 'x', '--access', 'broken.yml'], { cwd: dir });
+    assert.equal(broken.code, 2);
+    assert.match(broken.stderr, /broken\.yml:\d+:/);
+    await rm(path.join(dir, 'access.yml'));
   });
 
   test('serve refuses bad settings with a message naming the setting, and says how to get a registry', async () => {

@@ -328,15 +328,20 @@ export async function startSwift(): Promise<SwiftServer> {
 // ---------------------------------------------------------------------------------------------
 // The compose files, rendered by compose itself.
 
+let composeCommand: Promise<string[] | undefined> | undefined;
+
 /** `docker compose` (the plugin) when it works, else Debian's `docker-compose`; undefined if neither. */
-export async function findComposeCommand(): Promise<string[] | undefined> {
-  for (const candidate of [['docker', 'compose'], ['docker-compose']]) {
-    const works = await new Promise<boolean>((resolve) => {
-      execFile(candidate[0]!, [...candidate.slice(1), 'version'], (error) => resolve(!error));
-    });
-    if (works) return candidate;
-  }
-  return undefined;
+export function findComposeCommand(): Promise<string[] | undefined> {
+  composeCommand ??= (async () => {
+    for (const candidate of [['docker', 'compose'], ['docker-compose']]) {
+      const works = await new Promise<boolean>((resolve) => {
+        execFile(candidate[0]!, [...candidate.slice(1), 'version'], (error) => resolve(!error));
+      });
+      if (works) return candidate;
+    }
+    return undefined;
+  })();
+  return composeCommand;
 }
 
 export interface ComposeRun {
