@@ -13,6 +13,14 @@ if [ "$mode" = --test ] || [ "$mode" = --bench ]; then
   have skopeo || debs+=(skopeo)
   have htpasswd || debs+=(apache2-utils)
   have openssl || debs+=(openssl)
+  # Real object stores for the storage tests (OpenStack Swift with its S3 API) and compose validation.
+  have docker-compose || docker compose version >/dev/null 2>&1 || debs+=(docker-compose)
+  have swift-ring-builder || debs+=(swift)
+  have swift-proxy-server || debs+=(swift-proxy)
+  have swift-object-server || debs+=(swift-object)
+  have swift-container-server || debs+=(swift-container)
+  have swift-account-server || debs+=(swift-account)
+  have memcached || debs+=(memcached)
 fi
 if [ "$mode" = --bench ]; then
   have wrk || debs+=(wrk)

@@ -21,6 +21,26 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** Process groups still running: killed when the test process exits without stopping them (a crash). */
+const liveGroups = new Set<number>();
+let exitHookInstalled = false;
+
+function trackGroup(pid: number): void {
+  if (!exitHookInstalled) {
+    process.on('exit', () => {
+      for (const group of liveGroups) {
+        try {
+          process.kill(-group, 'SIGKILL');
+        } catch {
+          // Already gone.
+        }
+      }
+    });
+    exitHookInstalled = true;
+  }
+  liveGroups.add(pid);
+}
+
 /** A child in its own process group, so stopping it also stops anything it forked. */
 export class GroupProcess {
   readonly name: string;
@@ -32,6 +52,8 @@ export class GroupProcess {
   constructor(name: string, command: string, args: string[], env: NodeJS.ProcessEnv) {
     this.name = name;
     this.#child = spawn(command, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const pid = this.#child.pid;
+    if (pid !== undefined) trackGroup(pid);
     for (const stream of [this.#child.stdout!, this.#child.stderr!]) {
       createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
         this.#output.push(line);
@@ -45,6 +67,7 @@ export class GroupProcess {
       });
       this.#child.once('exit', (code, signal) => {
         this.#exit = signal ? `killed by ${signal}` : `exited with code ${code}`;
+        if (pid !== undefined) liveGroups.delete(pid);
         resolve();
       });
     });
