@@ -16,7 +16,6 @@ import { freePort } from '../test/helpers/ports.js';
 import { skopeoCopy, skopeoLogin, type PlainHttp, type SkopeoContext } from '../test/helpers/skopeo.js';
 
 const mib = 1024 * 1024;
-const rounds = 3;
 const targetRatio = 1.1;
 const registryBinary = '/usr/bin/docker-registry';
 const cliPath = fileURLToPath(new URL('../src/cli.js', import.meta.url));
@@ -34,18 +33,22 @@ type PathName = 'direct' | 'gateway';
 
 interface Settings {
   layerMiB: number;
+  rounds: number;
   /** A transfer slower than 1 MiB/s (plus a minute) is treated as hung. */
   transferTimeoutMs: number;
 }
 
-/** Reads BENCH_LAYER_MIB (default 512); a bad value stops the run before anything starts. */
+function wholeNumberSetting(env: NodeJS.ProcessEnv, name: string, fallback: number, max: number): number {
+  const raw = env[name] ?? String(fallback);
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1 || value > max) throw new Error(`${name} must be a whole number from 1 to ${max}, got "${raw}"`);
+  return value;
+}
+
+/** BENCH_LAYER_MIB (default 512) and BENCH_ROUNDS (default 3); a bad value stops the run before anything starts. */
 function readSettings(env: NodeJS.ProcessEnv): Settings {
-  const raw = env.BENCH_LAYER_MIB ?? '512';
-  const layerMiB = Number(raw);
-  if (!Number.isInteger(layerMiB) || layerMiB < 1 || layerMiB > 16_384) {
-    throw new Error(`BENCH_LAYER_MIB must be a whole number of MiB from 1 to 16384, got "${raw}"`);
-  }
-  return { layerMiB, transferTimeoutMs: 60_000 + layerMiB * 1000 };
+  const layerMiB = wholeNumberSetting(env, 'BENCH_LAYER_MIB', 512, 16_384);
+  return { layerMiB, rounds: wholeNumberSetting(env, 'BENCH_ROUNDS', 3, 20), transferTimeoutMs: 60_000 + layerMiB * 1000 };
 }
 
 /** Undo steps run last-in first-out, once, whether the run succeeded, failed or was interrupted. */
@@ -113,6 +116,8 @@ interface Machine {
   node: string;
   skopeo: string;
   wrk: string | null;
+  /** 1-minute load average when the run started: above the CPU count, other work skews the figures. */
+  loadAtStart: number;
 }
 
 async function versionOf(file: string, args: string[]): Promise<string | null> {
@@ -133,6 +138,7 @@ async function describeMachine(): Promise<Machine> {
     skopeo: (await versionOf('skopeo', ['--version']))?.replace(/^skopeo version /, '') ?? 'missing',
     // `wrk -v` prints its version and exits with status 1.
     wrk: (await versionOf('wrk', ['-v']))?.replace(/^wrk /, '').replace(/ Copyright.*$/, '') ?? null,
+    loadAtStart: round2(os.loadavg()[0]!),
   };
 }
 
@@ -310,7 +316,8 @@ interface Backend {
 }
 
 async function startRegistry(dataDir: string, logger: Logger, teardown: Teardown): Promise<RegistryProcess> {
-  const registry = new RegistryProcess({ binary: registryBinary, dataDir, logger });
+  // At info the registry prints a line per request, which this process would parse while it measures.
+  const registry = new RegistryProcess({ binary: registryBinary, dataDir, logger, extraConfig: { log: { level: 'warn' } } });
   teardown.add('stop the registry', () => registry.stop());
   await registry.start();
   return registry;
@@ -389,7 +396,7 @@ function pathOrder(round: number): PathName[] {
 
 async function measureTransfers(o: { workDir: string; gatewayDir: string; image: TestImage; skopeo: SkopeoContext; password: string; settings: Settings; logger: Logger; teardown: Teardown }): Promise<RoundResult[]> {
   const results: RoundResult[] = [];
-  for (let round = 1; round <= rounds; round++) {
+  for (let round = 1; round <= o.settings.rounds; round++) {
     const backend = await startBackend({ ...o, label: `round-${round}` });
     o.teardown.add(`stop the round ${round} servers`, () => backend.stop());
     for (const pathName of pathOrder(round)) {
@@ -493,6 +500,10 @@ function medianCpu(samples: CpuSample[]): CpuSample {
     return values.length === samples.length && values.length > 0 ? round3(median(values)) : undefined;
   };
   return { client: of('client'), gateway: of('gateway'), registry: of('registry') };
+}
+
+function round2(value: number): number {
+  return Math.round(value * 100) / 100;
 }
 
 function round3(value: number): number {
@@ -601,11 +612,13 @@ async function benchmark(settings: Settings, teardown: Teardown): Promise<void> 
     rates = await measureRequestRates({ ...setup, teardown });
   }
 
+  const loadAtEnd = round2(os.loadavg()[0]!);
   const direct = summarize(results, 'direct', layerBytes);
   const gateway = summarize(results, 'gateway', layerBytes);
   console.log('\nregistry-gateway transfer benchmark');
   console.log(`machine: ${machine.cpus} cpus (${machine.cpuModel}), ${machine.os}, node ${machine.node}, skopeo ${machine.skopeo}, wrk ${machine.wrk ?? 'missing'}`);
-  console.log(`image: one ${settings.layerMiB} MiB random layer (${(layerBytes / mib).toFixed(1)} MiB gzipped), ${rounds} rounds, medians; CPU = seconds used during the transfer\n`);
+  console.log(`load average (1 min): ${machine.loadAtStart} at start, ${loadAtEnd} at end${Math.max(machine.loadAtStart, loadAtEnd) > machine.cpus / 2 ? ' -- other work was running: expect noisy figures' : ''}`);
+  console.log(`image: one ${settings.layerMiB} MiB random layer (${(layerBytes / mib).toFixed(1)} MiB gzipped), ${settings.rounds} round${settings.rounds === 1 ? "" : "s"}, medians; CPU = seconds used during the transfer\n`);
   printTransferTable(direct, gateway);
   printRateTable(rates, wrkSkipped);
   console.log(
@@ -614,7 +627,8 @@ async function benchmark(settings: Settings, teardown: Teardown): Promise<void> 
       machine,
       layerMiB: settings.layerMiB,
       layerBytes,
-      rounds,
+      rounds: settings.rounds,
+      loadAtEnd,
       transfer: { direct, gateway, ratio: { push: round3(gateway.pushSeconds / direct.pushSeconds), pull: round3(gateway.pullSeconds / direct.pullSeconds) } },
       requestsPerSecond: rates,
       wrkSkipped,

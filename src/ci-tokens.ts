@@ -1,11 +1,12 @@
 // CI tokens: long-lived, scope-limited credentials used as a login password; the file keeps only a hash of each secret.
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdir, open, readFile, realpath, rename, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { formatScope, mergeAccess, parseScope, type Access } from './access.js';
 import { CliError } from './errors.js';
+import { isMissing, resolveSymlinks, writeFileAtomically } from './files.js';
 import { validateUserName } from './htpasswd.js';
 
 export interface CiTokenRecord {
@@ -207,10 +208,6 @@ async function readRecords(file: string): Promise<CiTokenRecord[]> {
   return parseTokenFile(text, file);
 }
 
-function isMissing(error: unknown): boolean {
-  return (error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
-}
-
 /** Per-file queue: two edits in this process never read the same old content. */
 const editsInProgress = new Map<string, Promise<unknown>>();
 
@@ -233,37 +230,6 @@ async function editRecords<T>(
     return await edit;
   } finally {
     if (editsInProgress.get(key) === edit) editsInProgress.delete(key);
-  }
-}
-
-/** Writing through a symlink keeps the link (rename would replace it with a plain file). */
-async function resolveSymlinks(file: string): Promise<string> {
-  try {
-    return await realpath(file);
-  } catch (error) {
-    if (isMissing(error)) return path.resolve(file);
-    throw error;
-  }
-}
-
-/** The gateway reloading the file sees either the old version or the new one, never half of it. */
-async function writeFileAtomically(file: string, text: string): Promise<void> {
-  const folder = path.dirname(file);
-  await mkdir(folder, { recursive: true });
-  const temporary = path.join(folder, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    const handle = await open(temporary, 'wx', 0o600);
-    try {
-      await handle.writeFile(text, 'utf8');
-      await handle.chmod(0o600); // the creation mode is reduced by the umask, never widened
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temporary, file);
-  } catch (error) {
-    await rm(temporary, { force: true });
-    throw error;
   }
 }
 

@@ -5,7 +5,7 @@ import { covers, formatScope, grantFor, type Access, type Authorizer, type Ident
 import type { AuthMode } from './config.js';
 import { readAuthorization } from './credentials.js';
 import { RegistryError } from './errors.js';
-import { basicChallenge, identityOfToken, logIn, type LoginServices } from './login.js';
+import { basicChallenge, identifyBasicCaller, identityOfToken, type LoginServices } from './login.js';
 import { TokenError, type TokenAuthority } from './token.js';
 import { parseV2Route, requirementOf, type V2Route } from './v2-route.js';
 
@@ -92,16 +92,8 @@ export function createV2Gate(options: GateOptions) {
   };
 
   const viaBasic = async (req: Request, wanted: Access[]): Promise<Decision> => {
-    const presented = readAuthorization(req.headers.authorization);
-    const realm = options.publicOrigin(req);
-    let identity: Identity;
-    if (presented.kind === 'basic') {
-      identity = await logIn(options.logins, presented.credentials, req.socket.remoteAddress, realm);
-    } else if (presented.kind === 'none' && options.authorizer.allowsAnonymous()) {
-      identity = { user: null };
-    } else {
-      throw new RegistryError('UNAUTHORIZED', 'authentication required').withHeader('WWW-Authenticate', basicChallenge(realm));
-    }
+    const request = { authorization: req.headers.authorization, address: req.socket.remoteAddress };
+    const identity = await identifyBasicCaller(options.logins, options.authorizer, request, options.publicOrigin(req));
     return { identity, holds: grantFor(options.authorizer, identity, wanted) };
   };
 

@@ -1,10 +1,11 @@
 // The htpasswd user file (bcrypt, as `htpasswd -B` writes it): parse, format, edit, and the live user map.
 
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, realpath, rename, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PasswordChecker } from './authenticator.js';
 import { CliError } from './errors.js';
+import { isMissing, resolveSymlinks, writeFileAtomically } from './files.js';
 
 export interface ParsedHtpasswd {
   /** user -> bcrypt hash */
@@ -225,46 +226,11 @@ async function applyEdit<T>(file: string, change: (lines: string[], eol: string)
   return result;
 }
 
-/** Writing through a symlink keeps the link (rename would replace it with a plain file). */
-async function resolveSymlinks(file: string): Promise<string> {
-  try {
-    return await realpath(file);
-  } catch (error) {
-    if (isMissing(error)) return path.resolve(file);
-    throw error;
-  }
-}
-
 async function readIfPresent(file: string): Promise<string | undefined> {
   try {
     return await readFile(file, 'utf8');
   } catch (error) {
     if (isMissing(error)) return undefined;
-    throw error;
-  }
-}
-
-function isMissing(error: unknown): boolean {
-  return (error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
-}
-
-/** Readers (the gateway, registry:2) see either the old file or the new one, never half of it. */
-async function writeFileAtomically(file: string, text: string): Promise<void> {
-  const folder = path.dirname(file);
-  await mkdir(folder, { recursive: true });
-  const temporary = path.join(folder, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    const handle = await open(temporary, 'wx', 0o600);
-    try {
-      await handle.writeFile(text, 'utf8');
-      await handle.chmod(0o600); // the creation mode is reduced by the umask, never widened
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temporary, file);
-  } catch (error) {
-    await rm(temporary, { force: true });
     throw error;
   }
 }

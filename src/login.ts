@@ -1,9 +1,9 @@
 // Turns presented Basic credentials (an htpasswd password or a CI token) into an identity, throttling failures.
 
-import type { Identity } from './access.js';
+import type { Authorizer, Identity } from './access.js';
 import type { Authenticator } from './authenticator.js';
 import type { CiTokenStore } from './ci-tokens.js';
-import type { BasicCredentials } from './credentials.js';
+import { readAuthorization, type BasicCredentials } from './credentials.js';
 import { RegistryError } from './errors.js';
 import type { UserStore } from './htpasswd.js';
 import type { LoginThrottle } from './throttle.js';
@@ -44,6 +44,22 @@ export async function logIn(services: LoginServices, credentials: BasicCredentia
   } finally {
     admission.release();
   }
+}
+
+/**
+ * Who a Basic-auth caller is: a checked user, or anonymous when no credentials came and the rules
+ * let anonymous callers in; otherwise a 401 with the Basic challenge.
+ */
+export async function identifyBasicCaller(
+  services: LoginServices,
+  authorizer: Authorizer,
+  request: { authorization: string | undefined; address: string | undefined },
+  realm: string,
+): Promise<Identity> {
+  const presented = readAuthorization(request.authorization);
+  if (presented.kind === 'basic') return logIn(services, presented.credentials, request.address, realm);
+  if (presented.kind === 'none' && authorizer.allowsAnonymous()) return { user: null };
+  throw new RegistryError('UNAUTHORIZED', 'authentication required').withHeader('WWW-Authenticate', basicChallenge(realm));
 }
 
 async function check(services: LoginServices, user: string, password: string): Promise<Identity | undefined> {

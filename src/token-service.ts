@@ -2,9 +2,8 @@
 
 import express, { type Request, type Response } from 'express';
 import { formatScope, grantFor, parseScopes, type Access, type Authorizer, type Identity } from './access.js';
-import { readAuthorization } from './credentials.js';
 import { RegistryError } from './errors.js';
-import { basicChallenge, logIn, type LoginServices } from './login.js';
+import { identifyBasicCaller, logIn, type LoginServices } from './login.js';
 import { TokenError, type TokenAuthority } from './token.js';
 
 export interface TokenServiceOptions {
@@ -69,16 +68,8 @@ export function createTokenRouter(options: TokenServiceOptions): express.Router 
 
   router.get('/', async (req, res) => {
     const query = queryOf(req);
-    const presented = readAuthorization(req.headers.authorization);
-    const realm = options.publicOrigin(req);
-    let identity: Identity;
-    if (presented.kind === 'basic') {
-      identity = await logIn(options.logins, presented.credentials, req.socket.remoteAddress, realm);
-    } else if (presented.kind === 'none' && options.authorizer.allowsAnonymous()) {
-      identity = { user: null };
-    } else {
-      throw new RegistryError('UNAUTHORIZED', 'authentication required').withHeader('WWW-Authenticate', basicChallenge(realm));
-    }
+    const request = { authorization: req.headers.authorization, address: req.socket.remoteAddress };
+    const identity = await identifyBasicCaller(options.logins, options.authorizer, request, options.publicOrigin(req));
     const granted = grantFor(options.authorizer, identity, parseScopes(query.getAll('scope')));
     const offline = query.get('offline_token') === 'true';
     respond(res, { identity, granted, refreshToken: offline ? refreshTokenFor(identity) : undefined }, 'get');
