@@ -21,6 +21,9 @@ if [ "$mode" = --test ] || [ "$mode" = --bench ]; then
   have swift-container-server || debs+=(swift-container)
   have swift-account-server || debs+=(swift-account)
   have memcached || debs+=(memcached)
+  # More real clients: podman (containers/image, like skopeo and buildah) and containerd's ctr.
+  have podman || debs+=(podman)
+  have ctr || debs+=(containerd)
 fi
 if [ "$mode" = --bench ]; then
   have wrk || debs+=(wrk)

@@ -73,6 +73,9 @@ export function createV2Gate(options: GateOptions) {
 
   const viaToken = (req: Request, challengeScopes: Access[]): Decision => {
     const presented = readAuthorization(req.headers.authorization);
+    if (presented.kind === 'malformed') {
+      throw new RegistryError('UNAUTHORIZED', 'malformed Authorization header').withHeader('WWW-Authenticate', bearerChallenge(req, challengeScopes, 'invalid_token'));
+    }
     if (presented.kind !== 'bearer') {
       throw new RegistryError('UNAUTHORIZED', 'authentication required', challengeScopes.length ? challengeScopes : undefined).withHeader('WWW-Authenticate', bearerChallenge(req, challengeScopes));
     }

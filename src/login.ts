@@ -59,7 +59,8 @@ export async function identifyBasicCaller(
   const presented = readAuthorization(request.authorization);
   if (presented.kind === 'basic') return logIn(services, presented.credentials, request.address, realm);
   if (presented.kind === 'none' && authorizer.allowsAnonymous()) return { user: null };
-  throw new RegistryError('UNAUTHORIZED', 'authentication required').withHeader('WWW-Authenticate', basicChallenge(realm));
+  const message = presented.kind === 'malformed' ? 'malformed Authorization header' : 'authentication required';
+  throw new RegistryError('UNAUTHORIZED', message).withHeader('WWW-Authenticate', basicChallenge(realm));
 }
 
 async function check(services: LoginServices, user: string, password: string): Promise<Identity | undefined> {

@@ -1,9 +1,8 @@
-// Tests for reading the Authorization header: none, Basic, Bearer, and every malformed form refused with 401.
+// Tests for reading the Authorization header: none, Basic, Bearer, and every malformed form told apart.
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { readAuthorization, type PresentedCredentials } from '../src/credentials.js';
-import { RegistryError } from '../src/errors.js';
 
 const base64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
 const basic = (user: string, password: string): PresentedCredentials => ({ kind: 'basic', credentials: { user, password } });
@@ -14,6 +13,7 @@ describe('readAuthorization: accepted headers', () => {
   const cases: [header: string | undefined, expected: PresentedCredentials][] = [
     [undefined, { kind: 'none' }],
     ['', { kind: 'none' }],
+    [`Basic ${base64(':')}`, { kind: 'none' }],
     [`Basic ${base64('alice:secret')}`, basic('alice', 'secret')],
     [`basic ${base64('alice:secret')}`, basic('alice', 'secret')],
     [`BASIC ${base64('alice:secret')}`, basic('alice', 'secret')],
@@ -37,14 +37,13 @@ describe('readAuthorization: accepted headers', () => {
   }
 });
 
-describe('readAuthorization: malformed headers are refused with 401 UNAUTHORIZED', () => {
+describe('readAuthorization: malformed headers', () => {
   const cases: [header: string, why: string][] = [
     ['Basic !!!not-base64!!!', 'malformed base64'],
     ['Basic YWxpY2U6c2VjcmV0=====', 'too much padding'],
     ['Basic YWxp Y2U6', 'base64 with a space inside'],
     [`Basic ${base64('alice')}`, 'no colon between user and password'],
     [`Basic ${base64(':secret')}`, 'an empty user'],
-    [`Basic ${base64(':')}`, 'an empty user and password'],
     ['Basic', 'Basic without a value'],
     ['Basic ', 'Basic with an empty value'],
     ['Digest username="alice", realm="r"', 'an unknown scheme (Digest)'],
@@ -62,30 +61,8 @@ describe('readAuthorization: malformed headers are refused with 401 UNAUTHORIZED
     ['X'.repeat(1024 * 1024), 'a 1 MiB header'],
   ];
   for (const [header, why] of cases) {
-    it(`refuses ${why}`, () => {
-      assert.throws(
-        () => readAuthorization(header),
-        (error: unknown) => {
-          assert.ok(error instanceof RegistryError, `expected a RegistryError, got ${String(error)}`);
-          assert.equal(error.code, 'UNAUTHORIZED');
-          assert.equal(error.status, 401);
-          return true;
-        },
-      );
+    it(`reads ${why} as malformed, keeping nothing of it`, () => {
+      assert.deepEqual(readAuthorization(header), { kind: 'malformed' });
     });
   }
-
-  it('never repeats the header (and so the secret) in the error', () => {
-    const header = `Basic ${base64('alice')}`;
-    assert.throws(
-      () => readAuthorization(header),
-      (error: unknown) => {
-        assert.ok(error instanceof RegistryError);
-        const text = `${error.message} ${JSON.stringify(error.toBody())}`;
-        assert.ok(!text.includes(base64('alice')), text);
-        assert.ok(!text.includes('alice'), text);
-        return true;
-      },
-    );
-  });
 });

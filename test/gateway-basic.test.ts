@@ -39,6 +39,7 @@ describe('basic mode', () => {
       const res = await request(gw, 'GET', '/v2/', { headers: { Authorization: auth } });
       assert.equal(res.status, 401, auth);
       assert.equal(res.json().errors[0].code, 'UNAUTHORIZED');
+      assert.match(String(res.headers['www-authenticate']), /^Basic realm=/, `every 401 carries the challenge (${auth})`);
     }
   });
 

@@ -154,7 +154,7 @@ describe('token mode', () => {
     claims.access = [{ type: 'repository', name: 'team/app', actions: ['pull', 'push'] }];
     const tampered = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.${signature}`;
     const none = `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT' })).toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.`;
-    for (const bad of [tampered, none, 'not-a-token', good.slice(0, -2)]) {
+    for (const bad of [tampered, none, 'not-a-token', good.slice(0, -2), 'two words', '"quoted"']) {
       const res = await request(gw, 'PUT', '/v2/team/app/manifests/latest', { headers: { Authorization: `Bearer ${bad}` } });
       assertRegistryError(res, 401, 'UNAUTHORIZED');
       assert.match(String(res.headers['www-authenticate']), /error="invalid_token"/);
