@@ -334,7 +334,7 @@ async function startBackend(o: { workDir: string; gatewayDir: string; label: str
   const gateway = await startGatewayProcess({ name: `gateway-token-${o.label}`, cwd: o.gatewayDir, upstream: registry.url, auth: 'token' });
   o.teardown.add(`stop ${gateway.name}`, () => gateway.stop());
   await copyFile(path.join(o.gatewayDir, 'certs', 'ca.crt'), path.join(o.skopeo.certDir, 'ca.crt'));
-  await skopeoLogin({ ...o.skopeo, host: gateway.host, user: benchUser, password: o.password });
+  await withTimeout(`skopeo login to ${gateway.host}`, 60_000, skopeoLogin({ ...o.skopeo, host: gateway.host, user: benchUser, password: o.password }));
   let stopped: Promise<void> | undefined;
   const stop = () => {
     stopped ??= (async () => {

@@ -2,6 +2,7 @@
 // The `gateway` command: argv -> command. The only module that reads process.env or exits.
 
 import { existsSync, readFileSync } from 'node:fs';
+import { setDefaultHighWaterMark } from 'node:stream';
 import { Command, CommanderError, Option } from 'commander';
 import { pino } from 'pino';
 import { stringify as toYaml } from 'yaml';
@@ -33,6 +34,8 @@ function parseCost(value: string): number {
 }
 
 async function serve(options: { config?: string }): Promise<void> {
+  // Bigger stream buffers mean fewer, larger chunks per layer: measurably less CPU per pulled GiB.
+  setDefaultHighWaterMark(false, 256 * 1024);
   const { config, warnings } = loadConfig({ file: options.config, env: process.env, cwd: process.cwd() });
   const logger = pino({ level: config.logLevel, base: { service: 'registry-gateway' }, timestamp: pino.stdTimeFunctions.isoTime });
   for (const warning of warnings) logger.warn(warning);

@@ -1,4 +1,4 @@
-// After the gate: a filtered catalog, an immutable-tag check, or straight to the proxy.
+// After the gate: the /v2/ version check, a filtered catalog, an immutable-tag check, or straight to the proxy.
 
 import type { NextFunction, Request, Response } from 'express';
 import { covers, grantFor, type Access, type Authorizer } from './access.js';
@@ -21,6 +21,11 @@ export function createForwarder(options: ForwardOptions) {
     const { route, identity } = locals;
     if (route === undefined || identity === undefined) return next();
 
+    if (route.kind === 'base') {
+      // The version check clients start with: the caller is authenticated, there is nothing to ask the registry.
+      res.status(200).set('Docker-Distribution-Api-Version', 'registry/2.0').json({});
+      return;
+    }
     if (route.kind === 'catalog' && locals.filterCatalog) {
       const mayPull = (repository: string) => {
         const wanted: Access[] = [{ type: 'repository', name: repository, actions: ['pull'] }];

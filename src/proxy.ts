@@ -20,8 +20,20 @@ export interface RegistryProxy {
   close(): void;
 }
 
-/** Headers a client might send to steer the registry's idea of where it lives, or that it must not see. */
-const strippedRequestHeaders = ['authorization', 'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-real-ip', 'proxy-authorization'];
+/**
+ * Headers a client might send to steer the registry's idea of where it lives, or that it must not
+ * see; and Expect, which this server already answered (and which makes http-proxy skip its
+ * proxyReq event, so nothing here may rely on that event).
+ */
+const strippedRequestHeaders = ['authorization', 'proxy-authorization', 'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-real-ip', 'expect'];
+
+/** Rewrites the client's headers in place: http-proxy copies req.headers into the upstream request. */
+function prepareUpstreamHeaders(req: Request, publicOrigin: string): void {
+  for (const name of strippedRequestHeaders) delete req.headers[name];
+  req.headers['x-forwarded-proto'] = 'https';
+  req.headers['x-forwarded-host'] = new URL(publicOrigin).host;
+  if (req.socket.remoteAddress) req.headers['x-forwarded-for'] = req.socket.remoteAddress;
+}
 
 /** Errors that mean the registry never got (or never answered) the request: another may. */
 const connectionErrors = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN']);
@@ -44,19 +56,11 @@ export function createRegistryProxy(options: RegistryProxyOptions): RegistryProx
   // No proxyTimeout: a multi-GB layer on a slow link may take many minutes.
   const proxy = httpProxy.createProxyServer({ xfwd: false, changeOrigin: false });
 
-  proxy.on('proxyReq', (proxyReq, req, res) => {
-    for (const name of strippedRequestHeaders) proxyReq.removeHeader(name);
-    const origin = new URL(options.publicOrigin(req as Request));
-    proxyReq.setHeader('X-Forwarded-Proto', 'https');
-    proxyReq.setHeader('X-Forwarded-Host', origin.host);
-    if (req.socket.remoteAddress) proxyReq.setHeader('X-Forwarded-For', req.socket.remoteAddress);
-    // A client that goes away mid-transfer must not leave the upstream request hanging.
-    res.once('close', () => {
-      if (!res.writableFinished) proxyReq.destroy();
-    });
-  });
-
   proxy.on('proxyRes', (proxyRes, _req, res) => {
+    // A client that goes away mid-download must not leave the upstream response paused on a kept socket.
+    res.once('close', () => {
+      if (!res.writableFinished) proxyRes.destroy();
+    });
     const locals = (res as Response).locals;
     let bytes = 0;
     proxyRes.on('data', (chunk: Buffer) => {
@@ -102,6 +106,7 @@ export function createRegistryProxy(options: RegistryProxyOptions): RegistryProx
 
   return {
     forward(req, res, body) {
+      prepareUpstreamHeaders(req, options.publicOrigin(req));
       send(req, res, { tried: new Set(), count: 0, body });
     },
     close() {
