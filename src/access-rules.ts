@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
 import type { Access, Authorizer, Identity } from './access.js';
-import { isRepositoryName } from './reference.js';
+import { isRepositoryComponent, isRepositoryName } from './reference.js';
 
 /** A mistake in the access file; the message reads "FILE:LINE: reason". */
 export class AccessFileError extends Error {
@@ -53,6 +53,15 @@ const REPOSITORY_ACTIONS = PULL | PUSH | DELETE;
 
 const actionBits: Readonly<Record<string, number>> = { pull: PULL, push: PUSH, delete: DELETE, '*': REPOSITORY_ACTIONS, catalog: CATALOG };
 
+/** The repository action bits of a requested action list; anything else there grants nothing. */
+function repositoryActionMask(actions: readonly string[]): number {
+  let mask = 0;
+  for (const action of actions) {
+    if (action === 'pull' || action === 'push' || action === 'delete' || action === '*') mask |= actionBits[action]!;
+  }
+  return mask;
+}
+
 /** Sorted like every other action list of the gateway (mergeAccess sorts alphabetically). */
 const actionsByMask: readonly string[][] = Array.from({ length: 8 }, (_, mask) =>
   (['delete', 'pull', 'push'] as const).filter((name) => (mask & actionBits[name]!) !== 0),
@@ -64,9 +73,6 @@ const USER_PLACEHOLDER = '{user}';
 
 // ---------------------------------------------------------------------------------------------
 // Globs
-
-/** One path component of a repository name (reference.ts); a `{user}` only ever stands for one. */
-const componentPattern = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/;
 
 const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
@@ -121,7 +127,8 @@ class RepositoryGlob {
   /** `repository` must already be a valid repository name. */
   matches(repository: string, user: string | null): boolean {
     if (this.fixed) return this.fixed.test(repository);
-    if (user === null || !componentPattern.test(user)) return false;
+    // A `{user}` only ever stands for one path component of a name.
+    if (user === null || !isRepositoryComponent(user)) return false;
     let pattern = this.perUser.get(user);
     if (!pattern) {
       if (this.perUser.size >= RepositoryGlob.maxCachedUsers) this.perUser.clear();
@@ -202,6 +209,17 @@ function matchesRepository(rule: CompiledRule, repository: string, user: string 
 
 const describeIdentity = (user: string | null): string => (user === null ? ANONYMOUS : user);
 
+/** The answer of explain() for a question no rule can decide: an unknown action, or an invalid name. */
+function unanswerable(action: string, repository: string): Explanation | undefined {
+  if (action === '*' || actionBits[action] === undefined) {
+    return { allowed: false, decidedBy: undefined, reason: `unknown action ${JSON.stringify(action)}; ask about one of pull, push, delete, catalog` };
+  }
+  if (action !== 'catalog' && !isRepositoryName(repository)) {
+    return { allowed: false, decidedBy: undefined, reason: `${JSON.stringify(repository.slice(0, 300))} is not a valid repository name, so nothing is granted on it` };
+  }
+  return undefined;
+}
+
 class CompiledRuleSet implements RuleSet {
   constructor(
     private readonly rules: readonly CompiledRule[],
@@ -234,10 +252,7 @@ class CompiledRuleSet implements RuleSet {
     const granted: Access[] = [];
     for (const access of requested) {
       if (access.type === 'repository') {
-        let wanted = 0;
-        for (const action of access.actions) {
-          if (action === 'pull' || action === 'push' || action === 'delete' || action === '*') wanted |= actionBits[action]!;
-        }
+        const wanted = repositoryActionMask(access.actions);
         if (wanted === 0) continue;
         const allowed = this.allowedActions(identity.user, access.name, wanted);
         if (allowed !== 0) granted.push({ type: 'repository', name: access.name, actions: [...actionsByMask[allowed]!] });
@@ -268,15 +283,11 @@ class CompiledRuleSet implements RuleSet {
   }
 
   explain(identity: Identity, action: string, repository: string): Explanation {
+    const refused = unanswerable(action, repository);
+    if (refused) return refused;
     const user = identity.user;
-    const bit = action === '*' ? undefined : actionBits[action];
-    if (bit === undefined) {
-      return { allowed: false, decidedBy: undefined, reason: `unknown action ${JSON.stringify(action)}; ask about one of pull, push, delete, catalog` };
-    }
+    const bit = actionBits[action]!;
     const isCatalog = bit === CATALOG;
-    if (!isCatalog && !isRepositoryName(repository)) {
-      return { allowed: false, decidedBy: undefined, reason: `${JSON.stringify(repository.slice(0, 300))} is not a valid repository name, so nothing is granted on it` };
-    }
     const matches = (rule: CompiledRule) =>
       (rule.mask & bit) !== 0 && appliesTo(rule, user) && (isCatalog || matchesRepository(rule, repository, user));
     const deciding = this.rules.find((rule) => rule.effect === 'deny' && matches(rule)) ?? this.rules.find((rule) => rule.effect === 'allow' && matches(rule));
@@ -312,10 +323,7 @@ export class AllowAuthenticated implements RuleSet {
     for (const access of requested) {
       if (access.type === 'repository') {
         if (!isRepositoryName(access.name)) continue;
-        let wanted = 0;
-        for (const action of access.actions) {
-          if (action === 'pull' || action === 'push' || action === 'delete' || action === '*') wanted |= actionBits[action]!;
-        }
+        const wanted = repositoryActionMask(access.actions);
         if (wanted !== 0) granted.push({ type: 'repository', name: access.name, actions: [...actionsByMask[wanted]!] });
       } else if (access.type === 'registry' && access.name === 'catalog' && access.actions.includes('*')) {
         granted.push({ type: 'registry', name: 'catalog', actions: ['*'] });
@@ -341,12 +349,8 @@ export class AllowAuthenticated implements RuleSet {
   }
 
   explain(identity: Identity, action: string, repository: string): Explanation {
-    if (actionBits[action] === undefined || action === '*') {
-      return { allowed: false, decidedBy: undefined, reason: `unknown action ${JSON.stringify(action)}; ask about one of pull, push, delete, catalog` };
-    }
-    if (action !== 'catalog' && !isRepositoryName(repository)) {
-      return { allowed: false, decidedBy: undefined, reason: `${JSON.stringify(repository.slice(0, 300))} is not a valid repository name, so nothing is granted on it` };
-    }
+    const refused = unanswerable(action, repository);
+    if (refused) return refused;
     if (identity.user === null) return { allowed: false, decidedBy: undefined, reason: `${AllowAuthenticated.reason}; anonymous callers may do nothing` };
     return { allowed: true, decidedBy: undefined, reason: AllowAuthenticated.reason };
   }

@@ -1,8 +1,6 @@
-// Scopes: parse and format them, the scope a /v2/ request needs, and what an identity is granted.
+// Scopes: parse, format, merge and compare them, and what an identity is granted (the /v2/ side is in v2-route.ts).
 
 import { isRepositoryName } from './reference.js';
-
-export type Action = 'pull' | 'push' | 'delete' | '*';
 
 /** One entry of a token's `access` claim, and one parsed `scope` parameter. */
 export interface Access {
@@ -58,6 +56,11 @@ export function parseScopes(values: readonly string[]): Access[] {
   return mergeAccess(result);
 }
 
+/** A copy that shares no array with the original, for results kept in caches or files. */
+export function copyAccess(access: Access): Access {
+  return { type: access.type, name: access.name, actions: [...access.actions] };
+}
+
 export function formatScope(access: Access): string {
   return `${access.type}:${access.name}:${access.actions.join(',')}`;
 }
@@ -94,11 +97,11 @@ function expand(actions: readonly string[]): Set<string> {
 
 /** Narrows a grant to a CI token's scopes (entry by entry, action by action); entries left empty are dropped. */
 export function limitAccess(granted: readonly Access[], limit: readonly Access[] | undefined): Access[] {
-  if (limit === undefined) return granted.map((entry) => ({ ...entry, actions: [...entry.actions] }));
+  if (limit === undefined) return granted.map(copyAccess);
   const result: Access[] = [];
   for (const entry of granted) {
     const allowed = limit.filter((l) => l.type === entry.type && l.name === entry.name).flatMap((l) => [...expand(l.actions)]);
-    const actions = entry.actions.filter((action) => allowed.includes(action) || (action === '*' && allowed.includes('*')));
+    const actions = entry.actions.filter((action) => allowed.includes(action));
     if (actions.length > 0) result.push({ type: entry.type, name: entry.name, actions });
   }
   return result;

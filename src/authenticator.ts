@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
 import { RegistryError } from './errors.js';
 import type { UserStore } from './htpasswd.js';
-import type { HashTask, VerifyTask } from './password-worker.js';
+import type { PasswordTask } from './password-worker.js';
 
 export type AuthenticationResult = 'ok' | 'wrong-password' | 'unknown-user';
 
@@ -20,7 +20,7 @@ const idleThreadTimeoutMs = 30_000;
 
 /** bcrypt runs in a pool of worker threads; a full queue refuses new checks instead of waiting. */
 export class PasswordChecker {
-  readonly #pool: Piscina<VerifyTask | HashTask, boolean | string>;
+  readonly #pool: Piscina<PasswordTask, boolean | string>;
   readonly #capacity: number;
   #pending = 0;
 
@@ -56,7 +56,7 @@ export class PasswordChecker {
     await this.#pool.close();
   }
 
-  async #run(task: VerifyTask | HashTask): Promise<boolean | string> {
+  async #run(task: PasswordTask): Promise<boolean | string> {
     // Counted here rather than relying on piscina's queue limit, whose capacity shifts while threads start.
     if (this.#pending >= this.#capacity) {
       throw new RegistryError('TOOMANYREQUESTS', 'too many password checks are waiting; try again shortly');

@@ -4,14 +4,16 @@ import type { Request, Response } from 'express';
 import { RegistryError } from './errors.js';
 import { isRepositoryName } from './reference.js';
 import type { UpstreamPool } from './upstreams.js';
+import { queryOf } from './v2-route.js';
 
-/** The registry's own default page size, and the most a caller may ask for. */
+/** The registry's own default page size. */
 const defaultPageSize = 100;
+/** The most the registry returns in one page (its catalog.maxentries): it refuses a larger n with 400. */
 const maxPageSize = 1000;
 /** Upstream pages read for one answer at most, so a caller who may see little cannot make the gateway walk forever. */
 const maxUpstreamPages = 200;
 
-export interface CatalogPage {
+interface CatalogPage {
   repositories: string[];
   /** The `last` of the next page, when more visible repositories exist. */
   next: string | undefined;
@@ -29,13 +31,15 @@ function pageSize(query: URLSearchParams): number {
  * Reads upstream pages from `last` on, keeping what `visible` allows, until one more than a page
  * is found (so the caller learns truthfully whether another page exists) or the catalog ends.
  */
-export async function filteredCatalogPage(upstreams: UpstreamPool, query: URLSearchParams, visible: (repository: string) => boolean): Promise<CatalogPage> {
+async function filteredCatalogPage(upstreams: UpstreamPool, query: URLSearchParams, visible: (repository: string) => boolean): Promise<CatalogPage> {
   const n = pageSize(query);
   const last = query.get('last') ?? '';
   if (last !== '' && !isRepositoryName(last)) throw new RegistryError('NAME_INVALID', 'invalid repository name in last');
+  if (n === 0) return { repositories: [], next: undefined };
   const found: string[] = [];
   let cursor = last;
-  const batch = Math.max(n + 1, defaultPageSize);
+  // One more than a page when the registry allows it, so that one upstream page usually tells whether another exists.
+  const batch = Math.min(Math.max(n + 1, defaultPageSize), maxPageSize);
   for (let page = 0; page < maxUpstreamPages && found.length <= n; page++) {
     const params = new URLSearchParams({ n: String(batch) });
     if (cursor !== '') params.set('last', cursor);
@@ -49,14 +53,12 @@ export async function filteredCatalogPage(upstreams: UpstreamPool, query: URLSea
     if (names.length === 0 || answer.headers.link === undefined) break;
     cursor = String(names[names.length - 1]);
   }
-  if (n === 0) return { repositories: [], next: undefined };
   const repositories = found.slice(0, n);
   return { repositories, next: found.length > n ? repositories[repositories.length - 1] : undefined };
 }
 
 export async function sendFilteredCatalog(req: Request, res: Response, upstreams: UpstreamPool, visible: (repository: string) => boolean): Promise<void> {
-  const at = req.url.indexOf('?');
-  const query = new URLSearchParams(at === -1 ? '' : req.url.slice(at + 1));
+  const query = queryOf(req.url);
   const page = await filteredCatalogPage(upstreams, query, visible);
   res.set('Docker-Distribution-Api-Version', 'registry/2.0');
   if (page.next !== undefined) {

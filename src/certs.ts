@@ -7,6 +7,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import forge from 'node-forge';
 import { CliError } from './errors.js';
+import { isMissing, writeFileAtomically } from './files.js';
 
 export interface CertificateOptions {
   /** Output folder, created if missing. */
@@ -401,7 +402,7 @@ async function fileExists(file: string): Promise<boolean> {
     await fs.lstat(file);
     return true;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    if (isMissing(error)) return false;
     throw error;
   }
 }
@@ -414,22 +415,11 @@ async function makeDirectory(dir: string): Promise<void> {
   }
 }
 
-/** Writes through a temporary file and a rename, so a reader never sees half a key or certificate. */
+/** A reader never sees half a key or certificate; a failure names the file. */
 async function writeFileAtomic(file: string, content: string, mode: number): Promise<void> {
-  const temporary = `${file}.${randomBytes(6).toString('hex')}.tmp`;
   try {
-    const handle = await fs.open(temporary, 'wx', mode);
-    try {
-      await handle.writeFile(content);
-      // open() applies the umask to the mode; chmod makes it exact whatever the umask.
-      await handle.chmod(mode);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fs.rename(temporary, file);
+    await writeFileAtomically(file, content, mode);
   } catch (error) {
-    await fs.rm(temporary, { force: true });
     throw new CliError(`cannot write ${file}: ${(error as Error).message}`);
   }
 }

@@ -2,11 +2,10 @@
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { z } from 'zod';
-import { formatScope, mergeAccess, parseScope, type Access } from './access.js';
+import { copyAccess, formatScope, mergeAccess, parseScope, type Access } from './access.js';
 import { CliError } from './errors.js';
-import { isMissing, resolveSymlinks, writeFileAtomically } from './files.js';
+import { isMissing, queueFileEdit, resolveSymlinks, writeFileAtomically } from './files.js';
 import { validateUserName } from './htpasswd.js';
 
 export interface CiTokenRecord {
@@ -40,7 +39,7 @@ const credentialPattern = /^gwt_([a-z2-7]{12})_([A-Za-z0-9_-]{43})$/;
 const secretHashPattern = /^[0-9a-f]{64}$/;
 
 /** A century: longer lifetimes are a typo, and far-future dates stop being representable. */
-export const MAX_TTL_SECONDS = 100 * 365 * 86_400;
+const MAX_TTL_SECONDS = 100 * 365 * 86_400;
 const maxDescriptionLength = 200;
 
 /** Actions a CI token may carry, per scope type; anything else would silently grant nothing. */
@@ -188,10 +187,6 @@ function orderedRecord(record: CiTokenRecord): CiTokenRecord {
   return ordered;
 }
 
-function copyAccess(access: Access): Access {
-  return { type: access.type, name: access.name, actions: [...access.actions] };
-}
-
 function byCreation(a: CiTokenRecord, b: CiTokenRecord): number {
   return a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id);
 }
@@ -208,29 +203,16 @@ async function readRecords(file: string): Promise<CiTokenRecord[]> {
   return parseTokenFile(text, file);
 }
 
-/** Per-file queue: two edits in this process never read the same old content. */
-const editsInProgress = new Map<string, Promise<unknown>>();
-
-async function editRecords<T>(
+function editRecords<T>(
   file: string,
   change: (records: CiTokenRecord[]) => { records: CiTokenRecord[]; result: T } | { result: T },
 ): Promise<T> {
-  const key = path.resolve(file);
-  const previous = editsInProgress.get(key) ?? Promise.resolve();
-  const edit = previous
-    .catch(() => undefined)
-    .then(async () => {
-      const target = await resolveSymlinks(file);
-      const outcome = change(await readRecords(target));
-      if ('records' in outcome) await writeFileAtomically(target, formatTokenFile(outcome.records));
-      return outcome.result;
-    });
-  editsInProgress.set(key, edit);
-  try {
-    return await edit;
-  } finally {
-    if (editsInProgress.get(key) === edit) editsInProgress.delete(key);
-  }
+  return queueFileEdit(file, async () => {
+    const target = await resolveSymlinks(file);
+    const outcome = change(await readRecords(target));
+    if ('records' in outcome) await writeFileAtomically(target, formatTokenFile(outcome.records));
+    return outcome.result;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -129,17 +129,18 @@ async function tokenRevoke(id: string, options: { tokens: string }): Promise<voi
 async function accessCheck(user: string, action: string, repository: string, options: { config?: string; access?: string }): Promise<void> {
   const { config } = loadConfig({ file: options.config, env: process.env, cwd: process.cwd() });
   const file = options.access ?? config.accessFile;
+  const present = existsSync(file);
   let rules;
   try {
-    rules = existsSync(file) ? (await loadAccessFile(file)).rules : new AllowAuthenticated();
+    rules = present ? (await loadAccessFile(file)).rules : new AllowAuthenticated();
   } catch (error) {
     throw new CliError((error as Error).message, 2);
   }
   const identity = { user: user === 'anonymous' ? null : user };
   const explanation = rules.explain(identity, action, repository);
-  const where = existsSync(file) ? file : `${file} (missing)`;
-  process.stdout.write(`${explanation.allowed ? 'allowed' : 'denied'}: ${explanation.reason}\n  rules: ${where}\n`);
-  if (identity.user !== null && rules.groupsOf(identity.user).length > 0) process.stdout.write(`  groups of ${user}: ${rules.groupsOf(identity.user).join(', ')}\n`);
+  process.stdout.write(`${explanation.allowed ? 'allowed' : 'denied'}: ${explanation.reason}\n  rules: ${present ? file : `${file} (missing)`}\n`);
+  const groups = identity.user === null ? [] : rules.groupsOf(identity.user);
+  if (groups.length > 0) process.stdout.write(`  groups of ${user}: ${groups.join(', ')}\n`);
   if (!explanation.allowed) process.exitCode = 1;
 }
 

@@ -23,7 +23,7 @@ export interface Config {
   htpasswd: string;
   /** Access rules (YAML); a missing file at the default place means: every authenticated user may do everything. */
   accessFile: string;
-  /** Whether access_file was set explicitly, so that a missing file is an error rather than the default. */
+  /** Whether `access` (GATEWAY_ACCESS) was set explicitly, so that a missing file is an error rather than the default. */
   accessFileRequired: boolean;
   ciTokensFile: string;
   auth: AuthMode;

@@ -7,7 +7,7 @@ import { readAuthorization } from './credentials.js';
 import { RegistryError } from './errors.js';
 import { basicChallenge, identifyBasicCaller, identityOfToken, type LoginServices } from './login.js';
 import { TokenError, type TokenAuthority } from './token.js';
-import { parseV2Route, requirementOf, type V2Route } from './v2-route.js';
+import { parseV2Route, queryOf, requirementOf, type V2Route } from './v2-route.js';
 
 export interface GateOptions {
   mode: AuthMode;
@@ -28,7 +28,7 @@ export interface GateLocals {
   filterCatalog: boolean;
 }
 
-export function isV2Request(target: string): boolean {
+function isV2Request(target: string): boolean {
   return target === '/v2' || target.startsWith('/v2/') || target.startsWith('/v2?');
 }
 
@@ -48,8 +48,7 @@ function refuseFormBodies(req: Request): void {
  * the registry then never reveals whether the blob exists there.
  */
 function dropMount(req: Request, route: Extract<V2Route, { kind: 'upload-start' }>): V2Route {
-  const at = req.url.indexOf('?');
-  const query = new URLSearchParams(req.url.slice(at + 1));
+  const query = queryOf(req.url);
   query.delete('mount');
   query.delete('from');
   const rest = query.toString();

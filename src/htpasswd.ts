@@ -2,10 +2,9 @@
 
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { PasswordChecker } from './authenticator.js';
 import { CliError } from './errors.js';
-import { isMissing, resolveSymlinks, writeFileAtomically } from './files.js';
+import { isMissing, queueFileEdit, resolveSymlinks, writeFileAtomically } from './files.js';
 
 export interface ParsedHtpasswd {
   /** user -> bcrypt hash */
@@ -16,10 +15,10 @@ export interface ParsedHtpasswd {
 
 export const DEFAULT_BCRYPT_COST = 10;
 /** The range `htpasswd -B -C` accepts; above it bcryptjs needs seconds per check. */
-export const MIN_BCRYPT_COST = 4;
-export const MAX_BCRYPT_COST = 17;
+const MIN_BCRYPT_COST = 4;
+const MAX_BCRYPT_COST = 17;
 /** bcrypt ignores everything after the first 72 bytes of a password. */
-export const MAX_PASSWORD_BYTES = 72;
+const MAX_PASSWORD_BYTES = 72;
 
 const bcryptHashPattern = /^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$/;
 
@@ -201,29 +200,16 @@ interface Edit<T> {
   result: T;
 }
 
-/** Per-file queue: two edits in this process never read the same old content. */
-const editsInProgress = new Map<string, Promise<unknown>>();
-
-async function editFile<T>(file: string, change: (lines: string[], eol: string) => Edit<T>): Promise<T> {
-  const key = path.resolve(file);
-  const previous = editsInProgress.get(key) ?? Promise.resolve();
-  const edit = previous.catch(() => undefined).then(() => applyEdit(file, change));
-  editsInProgress.set(key, edit);
-  try {
-    return await edit;
-  } finally {
-    if (editsInProgress.get(key) === edit) editsInProgress.delete(key);
-  }
-}
-
-async function applyEdit<T>(file: string, change: (lines: string[], eol: string) => Edit<T>): Promise<T> {
-  const target = await resolveSymlinks(file);
-  const text = (await readIfPresent(target)) ?? '';
-  const lines = splitKeepingEndings(text);
-  const { lines: changed, result } = change([...lines], text.includes('\r\n') ? '\r\n' : '\n');
-  const newText = changed.join('');
-  if (newText !== text) await writeFileAtomically(target, newText);
-  return result;
+function editFile<T>(file: string, change: (lines: string[], eol: string) => Edit<T>): Promise<T> {
+  return queueFileEdit(file, async () => {
+    const target = await resolveSymlinks(file);
+    const text = (await readIfPresent(target)) ?? '';
+    const lines = splitKeepingEndings(text);
+    const { lines: changed, result } = change([...lines], text.includes('\r\n') ? '\r\n' : '\n');
+    const newText = changed.join('');
+    if (newText !== text) await writeFileAtomically(target, newText);
+    return result;
+  });
 }
 
 async function readIfPresent(file: string): Promise<string | undefined> {
@@ -238,15 +224,22 @@ async function readIfPresent(file: string): Promise<string | undefined> {
 /** The users of one htpasswd file; reload() swaps in a fresh map as a whole. */
 export class UserStore {
   readonly file: string;
-  #users: ReadonlyMap<string, string>;
-  #problems: readonly string[];
+  #users: ReadonlyMap<string, string> = new Map();
+  #problems: readonly string[] = [];
   #typicalCost: number | undefined;
+  /** Fingerprints computed so far for the current map: token requests ask for one every time. */
+  #fingerprints = new Map<string, string>();
 
   private constructor(file: string, parsed: ParsedHtpasswd) {
     this.file = file;
+    this.#adopt(parsed);
+  }
+
+  #adopt(parsed: ParsedHtpasswd): void {
     this.#users = parsed.users;
     this.#problems = parsed.problems;
     this.#typicalCost = mostCommonCost(parsed.users);
+    this.#fingerprints = new Map();
   }
 
   /** Throws when the file cannot be read (code ENOENT when it is missing). */
@@ -278,9 +271,7 @@ export class UserStore {
    */
   async reload(): Promise<string[]> {
     const parsed = await readHtpasswdFile(this.file);
-    this.#users = parsed.users;
-    this.#problems = parsed.problems;
-    this.#typicalCost = mostCommonCost(parsed.users);
+    this.#adopt(parsed);
     return [...parsed.problems];
   }
 
@@ -289,9 +280,13 @@ export class UserStore {
    * so they die when the password changes or the user goes.
    */
   credentialFingerprint(user: string): string | undefined {
+    const known = this.#fingerprints.get(user);
+    if (known !== undefined) return known;
     const hash = this.#users.get(user);
     if (hash === undefined) return undefined;
-    return createHash('sha256').update(hash, 'utf8').digest('base64url').slice(0, 22);
+    const fingerprint = createHash('sha256').update(hash, 'utf8').digest('base64url').slice(0, 22);
+    this.#fingerprints.set(user, fingerprint);
+    return fingerprint;
   }
 }
 

@@ -22,10 +22,28 @@ export interface RegistryProxy {
 
 /**
  * Headers a client might send to steer the registry's idea of where it lives, or that it must not
- * see; and Expect, which this server already answered (and which makes http-proxy skip its
- * proxyReq event, so nothing here may rely on that event).
+ * see; Expect, which this server already answered (and which makes http-proxy skip its proxyReq
+ * event, so nothing here may rely on that event); and the hop-by-hop headers of the client's own
+ * connection, which http-proxy passes on when it uses an agent, so that a client (or a load
+ * balancer) sending `Connection: close` would close the kept-alive registry socket every time.
  */
-const strippedRequestHeaders = ['authorization', 'proxy-authorization', 'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-forwarded-port', 'x-real-ip', 'expect'];
+const strippedRequestHeaders = [
+  'authorization',
+  'proxy-authorization',
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-forwarded-port',
+  'x-real-ip',
+  'expect',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'upgrade',
+];
 
 /** Rewrites the client's headers in place: http-proxy copies req.headers into the upstream request. */
 function prepareUpstreamHeaders(req: Request, publicOrigin: string): void {
@@ -84,11 +102,11 @@ export function createRegistryProxy(options: RegistryProxyOptions): RegistryProx
     const options = { target: upstream.url.origin, agent: upstream.agent, ...(replay ? { buffer: replay } : {}) };
     proxy.web(req, res, options, (error: NodeJS.ErrnoException) => {
       const code = error.code ?? '';
-      const refused = connectionErrors.has(code);
+      const unreachable = connectionErrors.has(code);
       // A kept-alive socket the registry closed while idle fails with ECONNRESET: not a sign it is down.
       const stale = (code === 'ECONNRESET' || code === 'EPIPE') && attempt.count === 0;
-      if (refused && !stale) upstreams.markDown(upstream, code);
-      if (refused && !res.headersSent && (attempt.body !== undefined || canResend(req)) && attempt.count < upstreams.upstreams.length) {
+      if (unreachable && !stale) upstreams.markDown(upstream, code);
+      if (unreachable && !res.headersSent && (attempt.body !== undefined || canResend(req)) && attempt.count < upstreams.upstreams.length) {
         if (!stale) attempt.tried.add(upstream);
         attempt.count += 1;
         send(req, res, attempt);

@@ -16,8 +16,9 @@ import { ConfigError } from './errors.js';
 /** Binary names of the distribution registry, in order of preference (Debian's name first). */
 const registryBinaryNames = ['docker-registry', 'registry'] as const;
 
+/** Follows a sentence saying which binary is missing. */
 export const registryInstallHint =
-  'No registry binary found. Install one with `apt-get install docker-registry` (Debian/Ubuntu) ' +
+  'Install the registry with `apt-get install docker-registry` (Debian/Ubuntu) ' +
   'or point GATEWAY_REGISTRY_BIN at a distribution registry binary; ' +
   'alternatively set GATEWAY_UPSTREAM to the URL of an existing registry.';
 

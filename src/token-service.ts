@@ -5,6 +5,7 @@ import { formatScope, grantFor, parseScopes, type Access, type Authorizer, type 
 import { RegistryError } from './errors.js';
 import { identifyBasicCaller, logIn, type LoginServices } from './login.js';
 import { TokenError, type TokenAuthority } from './token.js';
+import { queryOf } from './v2-route.js';
 
 export interface TokenServiceOptions {
   tokens: TokenAuthority;
@@ -21,11 +22,6 @@ interface TokenGrant {
 
 function badRequest(message: string): RegistryError {
   return new RegistryError('UNSUPPORTED', message, undefined, 400);
-}
-
-function queryOf(req: Request): URLSearchParams {
-  const at = req.originalUrl.indexOf('?');
-  return new URLSearchParams(at === -1 ? '' : req.originalUrl.slice(at + 1));
 }
 
 export function createTokenRouter(options: TokenServiceOptions): express.Router {
@@ -67,7 +63,7 @@ export function createTokenRouter(options: TokenServiceOptions): express.Router 
   };
 
   router.get('/', async (req, res) => {
-    const query = queryOf(req);
+    const query = queryOf(req.originalUrl);
     const request = { authorization: req.headers.authorization, address: req.socket.remoteAddress };
     const identity = await identifyBasicCaller(options.logins, options.authorizer, request, options.publicOrigin(req));
     const granted = grantFor(options.authorizer, identity, parseScopes(query.getAll('scope')));

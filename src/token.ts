@@ -2,7 +2,7 @@
 
 import crypto from 'node:crypto';
 import jwt from 'jsonwebtoken';
-import type { Access } from './access.js';
+import { copyAccess, type Access } from './access.js';
 import { ConfigError } from './errors.js';
 
 export interface TokenAuthorityOptions {
@@ -48,22 +48,15 @@ export class TokenError extends Error {
 }
 
 /** Older Docker clients refresh a token as soon as it has less than this left, so never issue less. */
-export const MIN_EXPIRES_IN_SECONDS = 60;
+const MIN_EXPIRES_IN_SECONDS = 60;
 /** The same leeway registry:2 applies to exp and nbf. */
-export const CLOCK_TOLERANCE_SECONDS = 60;
+const CLOCK_TOLERANCE_SECONDS = 60;
 /** Far above any real token (Node refuses request headers over 16 KiB); stops parsing of junk early. */
-export const MAX_TOKEN_LENGTH = 64 * 1024;
+const MAX_TOKEN_LENGTH = 64 * 1024;
 
 const KEY_SETTING = 'GATEWAY_TOKEN_KEY';
 const REFRESH_USE = 'refresh';
 const VERIFIED_CACHE_SIZE = 1024;
-
-interface VerifiedEntry {
-  subject: string;
-  access: Access[];
-  credential: string | undefined;
-  expiresAt: number;
-}
 
 /**
  * Holds the signing key and its certificate; the only place tokens are made or checked.
@@ -81,7 +74,7 @@ export class TokenAuthority {
   private readonly refreshAudience: string;
   private readonly expiresIn: number;
   private readonly now: () => number;
-  private readonly verified = new Map<string, VerifiedEntry>();
+  private readonly verified = new Map<string, VerifiedAccessToken>();
 
   constructor(options: TokenAuthorityOptions) {
     this.privateKey = parsePrivateKey(options.privateKeyPem);
@@ -129,7 +122,7 @@ export class TokenAuthority {
     if (known) return known;
     const claims = this.verifySigned(token, this.service);
     if (claims.use !== undefined) throw invalid('not an access token');
-    const entry: VerifiedEntry = {
+    const entry: VerifiedAccessToken = {
       subject: requireSubject(claims),
       access: parseAccessClaim(claims.access),
       credential: typeof claims.cred === 'string' ? claims.cred : undefined,
@@ -196,7 +189,7 @@ export class TokenAuthority {
     return copyVerified(entry);
   }
 
-  private remember(token: string, entry: VerifiedEntry): void {
+  private remember(token: string, entry: VerifiedAccessToken): void {
     this.verified.set(token, entry);
     if (this.verified.size > VERIFIED_CACHE_SIZE) {
       const oldest = this.verified.keys().next();
@@ -333,11 +326,7 @@ function parseAccessClaim(claim: unknown): Access[] {
   });
 }
 
-function copyAccess(access: Access): Access {
-  return { type: access.type, name: access.name, actions: [...access.actions] };
-}
-
 /** Callers get their own copy, so nothing they do can change a cached result. */
-function copyVerified(entry: VerifiedEntry): VerifiedAccessToken {
+function copyVerified(entry: VerifiedAccessToken): VerifiedAccessToken {
   return { subject: entry.subject, access: entry.access.map(copyAccess), credential: entry.credential, expiresAt: entry.expiresAt };
 }

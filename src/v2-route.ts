@@ -30,18 +30,23 @@ function unknownRoute(): RegistryError {
   return new RegistryError('UNSUPPORTED', 'no such registry API endpoint', undefined, 404);
 }
 
+/** The query parameters of a request target (path?query). */
+export function queryOf(target: string): URLSearchParams {
+  const at = target.indexOf('?');
+  return new URLSearchParams(at === -1 ? '' : target.slice(at + 1));
+}
+
 /**
  * Splits a request target into path and query, refusing anything the registry might read
  * differently from the gateway: percent-encoding (an encoded slash becomes a path separator
  * after decoding), dot segments and empty segments (cleaned or redirected by the registry's
  * router), backslashes, and absolute-form targets.
  */
-export function splitTarget(target: string): { path: string; query: URLSearchParams } {
+function splitTarget(target: string): { path: string; query: URLSearchParams } {
   if (target.length > maxTargetLength) throw invalid('request target too long');
   if (!target.startsWith('/')) throw invalid('request target must be a path');
   const queryStart = target.indexOf('?');
   const pathPart = queryStart === -1 ? target : target.slice(0, queryStart);
-  const queryPart = queryStart === -1 ? '' : target.slice(queryStart + 1);
   if (!canonicalPathCharacters.test(pathPart)) throw invalid('path has characters a registry path never has (encoded, escaped or non-ASCII)');
   const segments = pathPart.split('/');
   for (let i = 1; i < segments.length; i++) {
@@ -50,7 +55,7 @@ export function splitTarget(target: string): { path: string; query: URLSearchPar
     // Only the last segment may be empty: "/v2/" and ".../blobs/uploads/" end with a slash.
     if (segment === '' && i !== segments.length - 1) throw invalid('path has an empty segment');
   }
-  return { path: pathPart, query: new URLSearchParams(queryPart) };
+  return { path: pathPart, query: queryOf(target) };
 }
 
 function repository(segments: string[]): string {

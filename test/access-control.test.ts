@@ -139,8 +139,16 @@ describe('access control (token mode)', () => {
     const alicePages = await walk(await fetchToken(gw, 'alice', 'alice-password', ['registry:catalog:*']));
     assert.deepEqual(alicePages.flat(), ['alice/app', 'alice/one', 'alice/three', 'alice/two', 'public/base']);
     assert.deepEqual(alicePages.map((page) => page.length), [2, 2, 1]);
-    const bobPages = await walk(await fetchToken(gw, 'bob', 'bob-password', ['registry:catalog:*']));
+    const bobToken = await fetchToken(gw, 'bob', 'bob-password', ['registry:catalog:*']);
+    const bobPages = await walk(bobToken);
     assert.deepEqual(bobPages.flat(), ['bob/x', 'bob/y', 'public/base']);
+    // The registry refuses pages over 1000 entries, so a large n must not be passed on as n+1.
+    for (const n of [1000, 5000]) {
+      const large = await request(gw, 'GET', `/v2/_catalog?n=${n}`, { headers: { Authorization: `Bearer ${bobToken}` } });
+      assert.equal(large.status, 200, large.body);
+      assert.deepEqual(large.json().repositories, ['bob/x', 'bob/y', 'public/base']);
+      assert.equal(large.headers.link, undefined);
+    }
     const adminPages = await walk(await fetchToken(gw, 'admin', 'admin-password', ['registry:catalog:*']));
     assert.ok(adminPages.flat().includes('app/web') && adminPages.flat().includes('bob/x') && adminPages.flat().includes('alice/app'));
   });
