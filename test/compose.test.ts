@@ -167,7 +167,7 @@ describe('docker-compose.yml', () => {
     assert.match(result.stderr.trim(), /set REGISTRY_HTTP_SECRET in \.env \(openssl rand -hex 32\)$/);
   });
 
-  test('certs and user are one-shot setup services that write what the gateway only reads', () => {
+  test('certs, user and token are one-shot setup services that write what the gateway only reads', () => {
     const model = base;
     const certs = service(model, 'certs');
     const user = service(model, 'user');
@@ -182,6 +182,11 @@ describe('docker-compose.yml', () => {
     assert.deepEqual(serviceMounts(certs).map((m) => [m.target, m.readOnly]), [['/srv/gateway/certs', false]]);
     assert.deepEqual(serviceMounts(user).map((m) => [m.target, m.readOnly]), [['/srv/gateway/htpasswd', false]]);
     assert.deepEqual(user.entrypoint, ['node', 'dist/src/cli.js', 'user']);
+    const token = service(model, 'token');
+    assert.deepEqual(token.profiles, ['setup'], 'not started by `up`');
+    assert.equal(token.network_mode, 'none');
+    assert.deepEqual(serviceMounts(token).map((m) => [m.target, m.readOnly]), [['/srv/gateway/htpasswd', false]]);
+    assert.deepEqual(token.entrypoint, ['node', 'dist/src/cli.js', 'token']);
   });
 
   test('.env.example lists every variable the compose files read, and no storage variable they ignore', async () => {
