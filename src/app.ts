@@ -30,12 +30,13 @@ export interface AppDependencies {
 /** A Host header as clients send it: name or [IPv6], optional port. Anything else never reaches a realm. */
 const hostHeaderPattern = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/;
 
-export function publicOriginResolver(config: Readonly<Config>) {
-  return function publicOrigin(req: Request): string {
-    if (config.publicUrl) return config.publicUrl.origin;
+/** The public host[:port] of a request: configured, or its validated Host header. */
+export function publicHostResolver(config: Readonly<Config>) {
+  return function publicHost(req: Request): string {
+    if (config.publicUrl) return config.publicUrl.host;
     const host = req.headers.host;
     if (host === undefined || !hostHeaderPattern.test(host)) throw new RegistryError('UNSUPPORTED', 'missing or malformed Host header', undefined, 400);
-    return `https://${host.toLowerCase()}`;
+    return host.toLowerCase();
   };
 }
 
@@ -43,7 +44,8 @@ export function createApp(deps: AppDependencies): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  const publicOrigin = publicOriginResolver(deps.config);
+  const publicHost = publicHostResolver(deps.config);
+  const publicOrigin = (req: Request) => `https://${publicHost(req)}`;
 
   app.use(accessLog(deps.logger));
   app.use(

@@ -60,7 +60,6 @@ async function filteredCatalogPage(upstreams: UpstreamPool, query: URLSearchPara
 export async function sendFilteredCatalog(req: Request, res: Response, upstreams: UpstreamPool, visible: (repository: string) => boolean): Promise<void> {
   const query = queryOf(req.url);
   const page = await filteredCatalogPage(upstreams, query, visible);
-  res.set('Docker-Distribution-Api-Version', 'registry/2.0');
   if (page.next !== undefined) {
     const n = pageSize(query);
     res.set('Link', `</v2/_catalog?last=${encodeURIComponent(page.next)}&n=${n}>; rel="next"`);

@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import forge from 'node-forge';
 import { CliError } from './errors.js';
 import { isMissing, writeFileAtomically } from './files.js';
+import { ipv6Groups } from './ip-address.js';
 
 export interface CertificateOptions {
   /** Output folder, created if missing. */
@@ -369,16 +370,9 @@ function canonicalIPv6(address: string): string {
 /** The address in network byte order, as forge's binary string. */
 function ipAddressBytes(address: string): string {
   if (net.isIPv4(address)) return String.fromCharCode(...address.split('.').map(Number));
-  // The canonical form has no embedded IPv4 part, only hex groups and at most one '::'.
-  const [head = '', tail] = canonicalIPv6(address).split('::');
-  const headGroups = head ? head.split(':') : [];
-  const tailGroups = tail ? tail.split(':') : [];
-  const zeroGroups: string[] = new Array(8 - headGroups.length - tailGroups.length).fill('0');
-  const bytes = [...headGroups, ...zeroGroups, ...tailGroups].flatMap((group) => {
-    const value = parseInt(group, 16);
-    return [value >> 8, value & 0xff];
-  });
-  return String.fromCharCode(...bytes);
+  const groups = ipv6Groups(address);
+  if (groups === undefined) throw new CliError(`${address} is not an IP address`, 2);
+  return String.fromCharCode(...groups.flatMap((group) => [group >> 8, group & 0xff]));
 }
 
 const DNS_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;

@@ -27,6 +27,11 @@ function settingsHelp(): string {
 const htpasswdOption = () => new Option('--htpasswd <file>', 'htpasswd file').default(process.env.GATEWAY_HTPASSWD || 'htpasswd/htpasswd');
 const ciTokensOption = () => new Option('--tokens <file>', 'CI tokens file').default(process.env.GATEWAY_CI_TOKENS || 'htpasswd/ci-tokens.json');
 
+/** For repeatable options: each use adds one value. */
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
 function parseCost(value: string): number {
   const cost = Number(value);
   if (!Number.isInteger(cost)) throw new CliError(`--cost must be a whole number, got "${value}"`, 2);
@@ -168,7 +173,7 @@ function program(): Command {
     .command('certs')
     .description('create a local CA (once), a server certificate signed by it, and the token signing key')
     .option('--dir <dir>', 'output folder', 'certs')
-    .option('--host <host>', 'DNS name or IP address for the certificate, repeatable (default: localhost, 127.0.0.1, ::1 and this hostname)', (value: string, previous: string[] = []) => [...previous, value])
+    .option('--host <host>', 'DNS name or IP address for the certificate, repeatable (default: localhost, 127.0.0.1, ::1 and this hostname)', collect)
     .option('--port <port>', 'port clients use, for the trust instructions', '5443')
     .option('--force', 'replace an existing server certificate (the CA is kept)')
     .action(certs);
@@ -189,7 +194,7 @@ function program(): Command {
     .command('create')
     .description('create a CI token and print it once')
     .requiredOption('--user <name>', 'user the token logs in as (docker login -u NAME)')
-    .requiredOption('--scope <scope>', 'what it may do, e.g. repository:app/web:pull,push; repeatable', (value: string, previous: string[] = []) => [...previous, value])
+    .requiredOption('--scope <scope>', 'what it may do, e.g. repository:app/web:pull,push; repeatable', collect)
     .option('--ttl <duration>', 'lifetime: 30d, 12h, 90m, 1w, or never', '90d')
     .option('--description <text>', 'what the token is for')
     .addOption(ciTokensOption())

@@ -23,7 +23,7 @@ export function createForwarder(options: ForwardOptions) {
 
     if (route.kind === 'base') {
       // The version check clients start with: the caller is authenticated, there is nothing to ask the registry.
-      res.status(200).set('Docker-Distribution-Api-Version', 'registry/2.0').json({});
+      res.status(200).json({});
       return;
     }
     if (route.kind === 'catalog' && locals.filterCatalog) {
@@ -36,8 +36,8 @@ export function createForwarder(options: ForwardOptions) {
     if (route.kind === 'manifest' && req.method === 'PUT' && isTag(route.reference) && options.authorizer.isImmutableTag(route.name, route.reference)) {
       const body = await readManifestBody(req);
       await refuseTagMove(options.upstreams, route.name, route.reference, body);
-      return options.proxy.forward(req, res, body);
+      return options.proxy.forward(req, res, next, body);
     }
-    options.proxy.forward(req, res);
+    options.proxy.forward(req, res, next);
   };
 }

@@ -111,6 +111,8 @@ export function createV2Gate(options: GateOptions) {
 
   return async function v2Gate(req: Request, res: Response, next: NextFunction): Promise<void> {
     if (!isV2Request(req.url)) return next();
+    // Clients detect a v2 registry by this header; proxied answers carry the registry's own, the same.
+    res.setHeader('Docker-Distribution-Api-Version', 'registry/2.0');
     let route = parseV2Route(req.url);
     const requirement = requirementOf(req.method, route);
     refuseFormBodies(req);

@@ -5,7 +5,7 @@ import { existsSync, readFileSync, unwatchFile, watchFile } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { AccessFileError, AllowAuthenticated, loadAccessFile, type RuleSet } from './access-rules.js';
-import { createApp, publicOriginResolver } from './app.js';
+import { createApp, publicHostResolver } from './app.js';
 import { Authenticator, PasswordChecker } from './authenticator.js';
 import { createCertificates, defaultHosts, ensureTokenSigningKey } from './certs.js';
 import { CiTokenStore } from './ci-tokens.js';
@@ -150,7 +150,7 @@ export async function startGateway(config: Readonly<Config>, options: GatewayOpt
   const registry = config.upstreams.length > 0 ? undefined : await startEmbeddedRegistry(config, options);
   const upstreamUrls = registry ? [new URL(registry.url)] : config.upstreams;
   const pool = new UpstreamPool(upstreamUrls, { logger });
-  const proxy = createRegistryProxy({ upstreams: pool, logger, publicOrigin: publicOriginResolver(config) });
+  const proxy = createRegistryProxy({ upstreams: pool, logger, publicHost: publicHostResolver(config) });
 
   const app = createApp({ config, logger, tokens, logins, authorizer: rules, proxy, upstreams: pool, upstreamReady: () => pool.checkAll() });
   let server;

@@ -83,7 +83,12 @@ export function identityOfToken(services: Pick<LoginServices, 'users' | 'ciToken
     const scopes = services.ciTokens.activeScopes(credential.slice(3));
     return scopes === undefined ? undefined : { user: subject, credential, scopeLimit: scopes };
   }
-  const current = services.users.credentialFingerprint(subject);
-  if (current === undefined || current !== credential) return undefined;
-  return { user: subject, credential };
+  return identityOfPassword(services.users, subject, credential);
+}
+
+/** The user behind a password fingerprint, while that user exists with that same password. */
+export function identityOfPassword(users: UserStore, user: string, fingerprint: string | undefined): Identity | undefined {
+  const current = users.credentialFingerprint(user);
+  if (current === undefined || current !== fingerprint) return undefined;
+  return { user, credential: current };
 }

@@ -10,13 +10,16 @@ import type { Upstream, UpstreamPool } from './upstreams.js';
 export interface RegistryProxyOptions {
   upstreams: UpstreamPool;
   logger: Logger;
-  /** Public origin for this request; the registry builds upload Location URLs from it. */
-  publicOrigin(req: Request): string;
+  /** Public host[:port] of this request; the registry builds upload Location URLs from it. */
+  publicHost(req: Request): string;
 }
 
 export interface RegistryProxy {
-  /** Streams the request on; `body` replaces a request body the gateway already had to read (a small manifest). */
-  forward(req: Request, res: Response, body?: Buffer): void;
+  /**
+   * Streams the request on; `body` replaces a request body the gateway already had to read (a small
+   * manifest). When no registry answers, `fail` gets the error for the app's error handler.
+   */
+  forward(req: Request, res: Response, fail: (error: RegistryError) => void, body?: Buffer): void;
   close(): void;
 }
 
@@ -46,10 +49,10 @@ const strippedRequestHeaders = [
 ];
 
 /** Rewrites the client's headers in place: http-proxy copies req.headers into the upstream request. */
-function prepareUpstreamHeaders(req: Request, publicOrigin: string): void {
+function prepareUpstreamHeaders(req: Request, publicHost: string): void {
   for (const name of strippedRequestHeaders) delete req.headers[name];
   req.headers['x-forwarded-proto'] = 'https';
-  req.headers['x-forwarded-host'] = new URL(publicOrigin).host;
+  req.headers['x-forwarded-host'] = publicHost;
   if (req.socket.remoteAddress) req.headers['x-forwarded-for'] = req.socket.remoteAddress;
 }
 
@@ -89,14 +92,11 @@ export function createRegistryProxy(options: RegistryProxyOptions): RegistryProx
     });
   });
 
-  const unavailable = (res: Response) => {
-    const error = new RegistryError('UNAVAILABLE', 'the backend registry is unavailable; try again shortly');
-    res.status(error.status).set('Docker-Distribution-Api-Version', 'registry/2.0').set('Retry-After', '5').json(error.toBody());
-  };
+  const unavailable = () => new RegistryError('UNAVAILABLE', 'the backend registry is unavailable; try again shortly').withHeader('Retry-After', '5');
 
-  const send = (req: Request, res: Response, attempt: Attempt) => {
+  const send = (req: Request, res: Response, fail: (error: RegistryError) => void, attempt: Attempt) => {
     const upstream = upstreams.pick(attempt.tried);
-    if (!upstream) return unavailable(res);
+    if (!upstream) return fail(unavailable());
     res.locals.upstream = upstream.url.origin;
     const replay = attempt.body !== undefined ? Readable.from([attempt.body]) : attempt.count > 0 ? Readable.from([]) : undefined;
     const options = { target: upstream.url.origin, agent: upstream.agent, ...(replay ? { buffer: replay } : {}) };
@@ -109,7 +109,7 @@ export function createRegistryProxy(options: RegistryProxyOptions): RegistryProx
       if (unreachable && !res.headersSent && (attempt.body !== undefined || canResend(req)) && attempt.count < upstreams.upstreams.length) {
         if (!stale) attempt.tried.add(upstream);
         attempt.count += 1;
-        send(req, res, attempt);
+        send(req, res, fail, attempt);
         return;
       }
       if (res.headersSent || res.destroyed) {
@@ -118,14 +118,14 @@ export function createRegistryProxy(options: RegistryProxyOptions): RegistryProx
         return;
       }
       logger.warn({ err: error.message, upstream: upstream.url.origin }, 'upstream registry unreachable');
-      unavailable(res);
+      fail(unavailable());
     });
   };
 
   return {
-    forward(req, res, body) {
-      prepareUpstreamHeaders(req, options.publicOrigin(req));
-      send(req, res, { tried: new Set(), count: 0, body });
+    forward(req, res, fail, body) {
+      prepareUpstreamHeaders(req, options.publicHost(req));
+      send(req, res, fail, { tried: new Set(), count: 0, body });
     },
     close() {
       proxy.close();

@@ -3,7 +3,7 @@
 import express, { type Request, type Response } from 'express';
 import { formatScope, grantFor, parseScopes, type Access, type Authorizer, type Identity } from './access.js';
 import { RegistryError } from './errors.js';
-import { identifyBasicCaller, logIn, type LoginServices } from './login.js';
+import { identifyBasicCaller, identityOfPassword, logIn, type LoginServices } from './login.js';
 import { TokenError, type TokenAuthority } from './token.js';
 import { queryOf } from './v2-route.js';
 
@@ -43,11 +43,9 @@ export function createTokenRouter(options: TokenServiceOptions): express.Router 
       if (error instanceof TokenError) throw new RegistryError('UNAUTHORIZED', 'invalid refresh token');
       throw error;
     }
-    const current = options.logins.users.credentialFingerprint(claims.subject);
-    if (current === undefined || current !== claims.credentialFingerprint) {
-      throw new RegistryError('UNAUTHORIZED', 'refresh token no longer valid: log in again');
-    }
-    return { user: claims.subject, credential: current };
+    const identity = identityOfPassword(options.logins.users, claims.subject, claims.credentialFingerprint);
+    if (!identity) throw new RegistryError('UNAUTHORIZED', 'refresh token no longer valid: log in again');
+    return identity;
   };
 
   const respond = (res: Response, grant: TokenGrant, shape: 'get' | 'post') => {

@@ -181,11 +181,9 @@ const swiftUser = 'test:tester';
 const swiftKey = 'testing';
 const storageServers = ['object', 'container', 'account'] as const;
 
-function storageServerConf(kind: (typeof storageServers)[number], dir: string, port: number, logPort: number): string {
+/** What every Swift server here shares: loopback only, one process, root, the one folder. */
+function serverDefaults(dir: string, port: number, logPort: number): string[] {
   return [
-    '[DEFAULT]',
-    `devices = ${path.join(dir, 'node')}`,
-    'mount_check = false',
     'bind_ip = 127.0.0.1',
     `bind_port = ${port}`,
     'workers = 0',
@@ -194,6 +192,15 @@ function storageServerConf(kind: (typeof storageServers)[number], dir: string, p
     // No /dev/log here, and the default is UDP 514: send the syslog lines to a port nobody reads.
     'log_udp_host = 127.0.0.1',
     `log_udp_port = ${logPort}`,
+  ];
+}
+
+function storageServerConf(kind: (typeof storageServers)[number], dir: string, port: number, logPort: number): string {
+  return [
+    '[DEFAULT]',
+    `devices = ${path.join(dir, 'node')}`,
+    'mount_check = false',
+    ...serverDefaults(dir, port, logPort),
     '',
     '[pipeline:main]',
     `pipeline = ${kind}-server`,
@@ -208,13 +215,7 @@ function proxyServerConf(dir: string, port: number, memcachedPort: number, logPo
   const simpleFilters = ['catch_errors', 'gatekeeper', 'healthcheck', 'listing_formats', 'bulk', 'copy', 'slo', 'dlo'];
   return [
     '[DEFAULT]',
-    'bind_ip = 127.0.0.1',
-    `bind_port = ${port}`,
-    'workers = 0',
-    'user = root',
-    `swift_dir = ${dir}`,
-    'log_udp_host = 127.0.0.1',
-    `log_udp_port = ${logPort}`,
+    ...serverDefaults(dir, port, logPort),
     '',
     '[pipeline:main]',
     'pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk s3api tempauth copy slo dlo proxy-logging proxy-server',
