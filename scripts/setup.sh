@@ -13,6 +13,8 @@ if [ "$mode" = --test ] || [ "$mode" = --bench ]; then
   have skopeo || debs+=(skopeo)
   have htpasswd || debs+=(apache2-utils)
   have openssl || debs+=(openssl)
+  # curl checks the local CA's name constraints and follows the plain-HTTP redirect in the tests.
+  have curl || debs+=(curl)
   # Real object stores for the storage tests (OpenStack Swift with its S3 API) and compose validation.
   have docker-compose || docker compose version >/dev/null 2>&1 || debs+=(docker-compose)
   have swift-ring-builder || debs+=(swift)

@@ -1,7 +1,23 @@
-// One JSON line per request: who, what, outcome, size, time. Never credentials or query strings.
+// One JSON line per request: who, what, outcome, size, time, and why a login failed or access was denied. Never credentials or query strings.
 
 import type { NextFunction, Request, Response } from 'express';
 import type { Logger } from 'pino';
+import { anonymousName } from './login.js';
+
+/** User names are the caller's choice: a log line never carries more of one than any real name needs. */
+const maxLoggedUserLength = 256;
+
+/**
+ * The user the request ran as, or the name tried by a failed login; `anonymous` for a caller who
+ * presented no credentials. Undefined when credentials came but were never read (the request
+ * failed before authentication; a route that takes them from the body sets `user` to null until
+ * it knows), so a log line never calls that caller anonymous.
+ */
+function userOf(req: Request, locals: Record<string, unknown>): string | undefined {
+  if (typeof locals.user === 'string') return locals.user.slice(0, maxLoggedUserLength);
+  if (locals.user === null) return undefined;
+  return req.headers.authorization === undefined ? anonymousName : undefined;
+}
 
 export function accessLog(logger: Logger) {
   return function logRequest(req: Request, res: Response, next: NextFunction): void {
@@ -19,7 +35,7 @@ export function accessLog(logger: Logger) {
       const requestLength = Number(req.headers['content-length']);
       logger.info(
         {
-          user: typeof res.locals.user === 'string' ? res.locals.user : undefined,
+          user: userOf(req, res.locals),
           remote,
           method: req.method,
           path,
@@ -29,6 +45,10 @@ export function accessLog(logger: Logger) {
           duration_ms: Math.round(durationMs * 10) / 10,
           upstream: typeof res.locals.upstream === 'string' ? res.locals.upstream : undefined,
           completed: res.writableFinished,
+          // Set by login and the gate (never a secret): why a login failed, or what was denied by which rule.
+          reason: typeof res.locals.reason === 'string' ? res.locals.reason : undefined,
+          throttled: res.locals.throttled === true ? true : undefined,
+          denied: Array.isArray(res.locals.denied) ? res.locals.denied : undefined,
         },
         'request',
       );

@@ -11,6 +11,7 @@ import { createForwarder } from './forward.js';
 import { createV2Gate } from './gate.js';
 import type { LoginServices } from './login.js';
 import type { RegistryProxy } from './proxy.js';
+import { refuseUnsureFraming } from './request-framing.js';
 import type { TokenAuthority } from './token.js';
 import { createTokenRouter } from './token-service.js';
 import type { UpstreamPool } from './upstreams.js';
@@ -30,13 +31,18 @@ export interface AppDependencies {
 /** A Host header as clients send it: name or [IPv6], optional port. Anything else never reaches a realm. */
 const hostHeaderPattern = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/;
 
+/** The public host[:port] for a Host header: configured, or the header when valid; undefined when neither. */
+export function publicHostFor(config: Readonly<Config>, host: string | undefined): string | undefined {
+  if (config.publicUrl) return config.publicUrl.host;
+  return host !== undefined && hostHeaderPattern.test(host) ? host.toLowerCase() : undefined;
+}
+
 /** The public host[:port] of a request: configured, or its validated Host header. */
 export function publicHostResolver(config: Readonly<Config>) {
   return function publicHost(req: Request): string {
-    if (config.publicUrl) return config.publicUrl.host;
-    const host = req.headers.host;
-    if (host === undefined || !hostHeaderPattern.test(host)) throw new RegistryError('UNSUPPORTED', 'missing or malformed Host header', undefined, 400);
-    return host.toLowerCase();
+    const host = publicHostFor(config, req.headers.host);
+    if (host === undefined) throw new RegistryError('UNSUPPORTED', 'missing or malformed Host header', undefined, 400);
+    return host;
   };
 }
 
@@ -48,6 +54,8 @@ export function createApp(deps: AppDependencies): express.Express {
   const publicOrigin = (req: Request) => `https://${publicHost(req)}`;
 
   app.use(accessLog(deps.logger));
+  // Before anything reads the request: more header lines than clients send, or framing in doubt, is refused.
+  app.use(refuseUnsureFraming);
   app.use(
     helmet({
       // HSTS without includeSubDomains: the registry may live on an apex domain that serves other hosts.

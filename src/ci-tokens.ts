@@ -1,11 +1,11 @@
-// CI tokens: long-lived, scope-limited credentials used as a login password; the file keeps only a hash of each secret.
+// CI tokens: long-lived, scope-limited credentials used as a login password; the file (hashes of the secrets only): read, write, edit.
 
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { copyAccess, formatScope, mergeAccess, parseScope, type Access } from './access.js';
 import { CliError } from './errors.js';
-import { isMissing, queueFileEdit, resolveSymlinks, writeFileAtomically } from './files.js';
+import { editFileExclusively, isMissing, writeFileAtomically } from './files.js';
 import { validateUserName } from './htpasswd.js';
 
 export interface CiTokenRecord {
@@ -26,8 +26,6 @@ export interface CreatedCiToken {
   credential: string;
   record: CiTokenRecord;
 }
-
-export type CiTokenVerdict = { outcome: 'ok'; record: CiTokenRecord } | { outcome: 'invalid' };
 
 const credentialPrefix = 'gwt_';
 const idAlphabet = 'abcdefghijklmnopqrstuvwxyz234567';
@@ -100,13 +98,13 @@ export function isCiTokenCredential(password: string): boolean {
   return credentialPattern.test(password);
 }
 
-function splitCredential(password: string): { id: string; secret: string } | undefined {
+export function splitCredential(password: string): { id: string; secret: string } | undefined {
   const match = credentialPattern.exec(password);
   if (match === null) return undefined;
   return { id: match[1]!, secret: match[2]! };
 }
 
-function hashSecret(secret: string): Buffer {
+export function hashSecret(secret: string): Buffer {
   return createHash('sha256').update(secret, 'utf8').digest();
 }
 
@@ -138,7 +136,7 @@ const fileSchema = z.object({
 });
 
 /** Validates the whole file; any problem rejects all of it, so a half-read file never becomes the live set. */
-function parseTokenFile(text: string, file: string): CiTokenRecord[] {
+export function parseTokenFile(text: string, file: string): CiTokenRecord[] {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -174,7 +172,7 @@ function formatTokenFile(records: readonly CiTokenRecord[]): string {
 }
 
 /** Fixed key order keeps the file readable and diffs small. */
-function orderedRecord(record: CiTokenRecord): CiTokenRecord {
+export function orderedRecord(record: CiTokenRecord): CiTokenRecord {
   const ordered: CiTokenRecord = {
     id: record.id,
     user: record.user,
@@ -187,7 +185,7 @@ function orderedRecord(record: CiTokenRecord): CiTokenRecord {
   return ordered;
 }
 
-function byCreation(a: CiTokenRecord, b: CiTokenRecord): number {
+export function byCreation(a: CiTokenRecord, b: CiTokenRecord): number {
   return a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id);
 }
 
@@ -207,8 +205,7 @@ function editRecords<T>(
   file: string,
   change: (records: CiTokenRecord[]) => { records: CiTokenRecord[]; result: T } | { result: T },
 ): Promise<T> {
-  return queueFileEdit(file, async () => {
-    const target = await resolveSymlinks(file);
+  return editFileExclusively(file, async (target) => {
     const outcome = change(await readRecords(target));
     if ('records' in outcome) await writeFileAtomically(target, formatTokenFile(outcome.records));
     return outcome.result;
@@ -276,86 +273,19 @@ export async function revokeCiToken(file: string, id: string): Promise<boolean> 
   });
 }
 
+/**
+ * Removes every token of a user (when the user is removed, so that adding the user again does not
+ * bring them back); returns how many there were.
+ */
+export async function revokeCiTokensOfUser(file: string, user: string): Promise<number> {
+  return editRecords(file, (records) => {
+    const kept = records.filter((record) => record.user !== user);
+    const removed = records.length - kept.length;
+    return removed === 0 ? { result: 0 } : { records: kept, result: removed };
+  });
+}
+
 /** Oldest first; an empty list when the file does not exist. */
 export async function listCiTokens(file: string): Promise<CiTokenRecord[]> {
   return (await readRecords(file)).sort(byCreation);
-}
-
-// ---------------------------------------------------------------------------------------------
-// The live set the gateway verifies against
-
-interface LiveToken {
-  record: CiTokenRecord;
-  secretHash: Buffer;
-  /** Milliseconds since the epoch, or null for never. */
-  expiresAt: number | null;
-}
-
-function liveSet(records: readonly CiTokenRecord[]): ReadonlyMap<string, LiveToken> {
-  return new Map(
-    records.map((record) => [
-      record.id,
-      {
-        record: orderedRecord(record),
-        secretHash: Buffer.from(record.secretHash, 'hex'),
-        expiresAt: record.expiresAt === null ? null : Date.parse(record.expiresAt),
-      },
-    ]),
-  );
-}
-
-const invalid: CiTokenVerdict = Object.freeze({ outcome: 'invalid' });
-
-/** The tokens of one file; reload() swaps in a fresh set as a whole, so a revoked token is gone at once. */
-export class CiTokenStore {
-  readonly file: string;
-  #tokens: ReadonlyMap<string, LiveToken>;
-
-  private constructor(file: string, records: readonly CiTokenRecord[]) {
-    this.file = file;
-    this.#tokens = liveSet(records);
-  }
-
-  /** A missing file is an empty store; an unreadable or invalid one throws a CliError. */
-  static async load(file: string): Promise<CiTokenStore> {
-    return new CiTokenStore(file, await readRecords(file));
-  }
-
-  /** Oldest first; copies, so callers cannot change the live set. */
-  list(): CiTokenRecord[] {
-    return [...this.#tokens.values()].map((token) => orderedRecord(token.record)).sort(byCreation);
-  }
-
-  /**
-   * Re-reads the file and replaces every token at once. A deleted file means no tokens. On a read
-   * or validation failure keeps the last good set and throws.
-   */
-  async reload(): Promise<void> {
-    this.#tokens = liveSet(await readRecords(this.file));
-  }
-
-  /**
-   * The scopes of a token that is still in the file and unexpired, else undefined: access tokens
-   * issued for a CI token check this on every request, so revocation takes effect at once.
-   */
-  activeScopes(id: string, now: number = Date.now()): Access[] | undefined {
-    const token = this.#tokens.get(id);
-    if (token === undefined || (token.expiresAt !== null && token.expiresAt <= now)) return undefined;
-    return token.record.scopes;
-  }
-
-  /**
-   * Verifies a presented password; undefined when it is not a CI token credential at all (so the
-   * caller falls back to htpasswd).
-   */
-  verify(user: string, credential: string, now: Date = new Date()): CiTokenVerdict | undefined {
-    const presented = splitCredential(credential);
-    if (presented === undefined) return undefined;
-    const token = this.#tokens.get(presented.id);
-    if (token === undefined) return invalid;
-    if (!timingSafeEqual(hashSecret(presented.secret), token.secretHash)) return invalid;
-    if (token.record.user !== user) return invalid;
-    if (token.expiresAt !== null && token.expiresAt <= now.getTime()) return invalid;
-    return { outcome: 'ok', record: orderedRecord(token.record) };
-  }
 }

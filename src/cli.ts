@@ -7,30 +7,28 @@ import { Command, CommanderError, Option } from 'commander';
 import { pino } from 'pino';
 import { stringify as toYaml } from 'yaml';
 import { AllowAuthenticated, loadAccessFile } from './access-rules.js';
-import { createCertificates, defaultHosts, trustInstructions, validateHost } from './certs.js';
-import { createCiToken, listCiTokens, parseCiTokenScopes, parseTtl, revokeCiToken } from './ci-tokens.js';
+import { addCertsCommand } from './certs-command.js';
+import { createCiToken, listCiTokens, parseCiTokenScopes, parseTtl, revokeCiToken, revokeCiTokensOfUser } from './ci-tokens.js';
 import { formatScope } from './access.js';
-import { describeConfig, loadConfig, settings } from './config.js';
+import { describeConfig, loadConfig, settingDefault, settingsHelp, settingsMarkdownTable } from './config.js';
 import { CliError, ConfigError } from './errors.js';
-import { startGateway } from './gateway.js';
-import { addUser, DEFAULT_BCRYPT_COST, listUsers, removeUser, validateUserName } from './htpasswd.js';
+import { startGateway, type RunningGateway } from './gateway.js';
+import { preflight } from './preflight.js';
+import { addUser, DEFAULT_BCRYPT_COST, listUsers, removeUser, requireUser, validateUserName } from './htpasswd.js';
 import { readPassword } from './prompt.js';
 
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
-function settingsHelp(): string {
-  const width = Math.max(...settings.map((s) => s.env.length));
-  const rows = settings.map((s) => `  ${s.env.padEnd(width)}  ${s.key}: ${s.description} (default: ${s.default})`);
-  return `\nSettings (environment variable, then YAML key in --config; variables win):\n${rows.join('\n')}\n`;
-}
-
-const htpasswdOption = () => new Option('--htpasswd <file>', 'htpasswd file').default(process.env.GATEWAY_HTPASSWD || 'htpasswd/htpasswd');
-const ciTokensOption = () => new Option('--tokens <file>', 'CI tokens file').default(process.env.GATEWAY_CI_TOKENS || 'htpasswd/ci-tokens.json');
+const htpasswdOption = () => new Option('--htpasswd <file>', 'htpasswd file').default(process.env.GATEWAY_HTPASSWD || settingDefault('htpasswd'));
+const ciTokensOption = () => new Option('--tokens <file>', 'CI tokens file').default(process.env.GATEWAY_CI_TOKENS || settingDefault('ci_tokens'));
 
 /** For repeatable options: each use adds one value. */
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
+
+/** A second stop signal sooner than this after the first is the same request delivered twice. */
+const repeatedSignalMs = 1000;
 
 function parseCost(value: string): number {
   const cost = Number(value);
@@ -44,15 +42,23 @@ async function serve(options: { config?: string }): Promise<void> {
   const { config, warnings } = loadConfig({ file: options.config, env: process.env, cwd: process.cwd() });
   const logger = pino({ level: config.logLevel, base: { service: 'registry-gateway' }, timestamp: pino.stdTimeFunctions.isoTime });
   for (const warning of warnings) logger.warn(warning);
-  const gateway = await startGateway(config, { logger, env: process.env, announce: (message) => process.stderr.write(`\n${message}\n\n`) });
 
-  let stopping = false;
+  // Handlers first: a signal during start-up must still end the embedded registry (process.exit
+  // runs the hook that kills it; dying of the signal itself would not).
+  let gateway: RunningGateway | undefined;
+  let stopping: { signal: string; at: number } | undefined;
   const stop = (signal: string) => {
     if (stopping) {
+      // Ctrl-C signals the whole process group and npm passes its own copy on: one request, twice.
+      if (Date.now() - stopping.at < repeatedSignalMs) return;
       logger.warn({ signal }, 'second signal: exiting now');
       process.exit(1);
     }
-    stopping = true;
+    stopping = { signal, at: Date.now() };
+    if (!gateway) {
+      logger.info({ signal }, 'stopping before start-up finished');
+      process.exit(1);
+    }
     logger.info({ signal, grace_seconds: config.shutdownGraceSeconds }, 'shutting down');
     gateway.close().then(
       () => process.exit(0),
@@ -64,23 +70,8 @@ async function serve(options: { config?: string }): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => void gateway.reload());
-}
-
-async function certs(options: { dir: string; host?: string[]; force?: boolean; port: string }): Promise<void> {
-  const hosts = (options.host?.length ? options.host : defaultHosts()).map(validateHost);
-  const files = await createCertificates({ dir: options.dir, hosts: [...new Set(hosts)], force: options.force });
-  const said = (created: boolean, what: string, where: string) => `${created ? 'created' : 'kept   '} ${what.padEnd(20)} ${where}`;
-  process.stdout.write(
-    [
-      said(files.createdCa, 'CA', `${files.caCert} (key ${files.caKey})`),
-      said(files.createdServer, 'server certificate', `${files.serverCert} (key ${files.serverKey}) for ${hosts.join(', ')}`),
-      said(files.createdToken, 'token signing key', `${files.tokenKey} (certificate ${files.tokenCert})`),
-      '',
-      trustInstructions(files, `${hosts[0]}:${options.port}`),
-      '',
-    ].join('\n'),
-  );
+  process.on('SIGHUP', () => void gateway?.reload());
+  gateway = await startGateway(config, { logger, env: process.env, announce: (message) => process.stderr.write(`\n${message}\n\n`) });
 }
 
 async function userAdd(name: string, options: { htpasswd: string; passwordStdin?: boolean; cost: number }): Promise<void> {
@@ -90,17 +81,31 @@ async function userAdd(name: string, options: { htpasswd: string; passwordStdin?
   process.stdout.write(`${outcome === 'added' ? 'added' : 'changed password of'} user "${name}" in ${options.htpasswd}\n`);
 }
 
-async function userRemove(name: string, options: { htpasswd: string }): Promise<void> {
-  if (!(await removeUser(options.htpasswd, name))) throw new CliError(`no user "${name}" in ${options.htpasswd}`);
-  process.stdout.write(`removed user "${name}" from ${options.htpasswd}\n`);
+/** Removes the user and deletes their CI tokens, so that adding the user again does not bring the tokens back. */
+async function userRemove(name: string, options: { htpasswd: string; tokens: string }): Promise<void> {
+  const removed = await removeUser(options.htpasswd, name);
+  let revoked: number;
+  try {
+    revoked = await revokeCiTokensOfUser(options.tokens, name);
+  } catch (error) {
+    const done = removed ? `removed user "${name}" from ${options.htpasswd}, but` : `no user "${name}" in ${options.htpasswd}, and`;
+    throw new CliError(
+      `${done} could not revoke their CI tokens in ${options.tokens}: ${(error as Error).message}. ` +
+        `The tokens do not work while the user is absent; fix the file and run this command again`,
+    );
+  }
+  if (!removed && revoked === 0) throw new CliError(`no user "${name}" in ${options.htpasswd}`);
+  const tokens = `${revoked} CI token${revoked === 1 ? '' : 's'} of theirs from ${options.tokens}`;
+  process.stdout.write(removed ? `removed user "${name}" from ${options.htpasswd} and ${tokens}\n` : `no user "${name}" in ${options.htpasswd}; removed ${tokens}\n`);
 }
 
 async function userList(options: { htpasswd: string }): Promise<void> {
   for (const user of await listUsers(options.htpasswd)) process.stdout.write(`${user}\n`);
 }
 
-async function tokenCreate(options: { user: string; scope: string[]; ttl: string; description?: string; tokens: string }): Promise<void> {
+async function tokenCreate(options: { user: string; scope: string[]; ttl: string; description?: string; tokens: string; htpasswd: string }): Promise<void> {
   validateUserName(options.user);
+  await requireUser(options.htpasswd, options.user);
   const created = await createCiToken(options.tokens, {
     user: options.user,
     scopes: parseCiTokenScopes(options.scope),
@@ -149,10 +154,23 @@ async function accessCheck(user: string, action: string, repository: string, opt
   if (!explanation.allowed) process.exitCode = 1;
 }
 
+/** What `serve` checks before it starts, short of binding the port: the same code, so the same verdict and messages. */
 async function configCheck(options: { config?: string }): Promise<void> {
   const { config, warnings } = loadConfig({ file: options.config, env: process.env, cwd: process.cwd() });
-  for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
+  const checked = await preflight(config, process.env);
+  for (const warning of [...warnings, ...checked.warnings, ...checked.fileRemarks]) process.stderr.write(`warning: ${warning}\n`);
+  const creates = [
+    checked.creates.tls ? `a local CA and a server certificate (${config.tlsCert})` : undefined,
+    checked.creates.tokenKey ? `a token signing key (${config.tokenKey})` : undefined,
+    checked.creates.htpasswd ? `${config.htpasswd} with an admin user` : undefined,
+  ].filter((item) => item !== undefined);
+  if (creates.length > 0) process.stderr.write(`note: on first start, serve creates ${creates.join(', ')}\n`);
+  if (checked.dataDirInUse) process.stderr.write(`note: a gateway is running with ${config.dataDir} now; another serve there would refuse to start\n`);
   process.stdout.write(`configuration is valid:\n${toYaml(describeConfig(config))}`);
+}
+
+function configTable(): void {
+  process.stdout.write(`${settingsMarkdownTable()}\n`);
 }
 
 function program(): Command {
@@ -160,6 +178,8 @@ function program(): Command {
     .description('HTTPS, htpasswd and token authentication in front of a private Docker/OCI registry')
     .version(version)
     .showHelpAfterError()
+    // Each command's options stop at its subcommand, so `certs --dir` and `certs show --dir` stay apart.
+    .enablePositionalOptions()
     .exitOverride();
 
   cli
@@ -169,14 +189,7 @@ function program(): Command {
     .addHelpText('after', settingsHelp())
     .action(serve);
 
-  cli
-    .command('certs')
-    .description('create a local CA (once), a server certificate signed by it, and the token signing key')
-    .option('--dir <dir>', 'output folder', 'certs')
-    .option('--host <host>', 'DNS name or IP address for the certificate, repeatable (default: localhost, 127.0.0.1, ::1 and this hostname)', collect)
-    .option('--port <port>', 'port clients use, for the trust instructions', '5443')
-    .option('--force', 'replace an existing server certificate (the CA is kept)')
-    .action(certs);
+  addCertsCommand(cli);
 
   const user = cli.command('user').description('manage users in the htpasswd file (bcrypt, compatible with htpasswd -B and registry:2)');
   user
@@ -186,18 +199,24 @@ function program(): Command {
     .option('--password-stdin', 'read the password from standard input')
     .addOption(new Option('--cost <n>', 'bcrypt cost (4-17)').default(DEFAULT_BCRYPT_COST).argParser(parseCost))
     .action(userAdd);
-  user.command('remove <name>').description('remove a user').addOption(htpasswdOption()).action(userRemove);
+  user
+    .command('remove <name>')
+    .description('remove a user and delete their CI tokens')
+    .addOption(htpasswdOption())
+    .addOption(ciTokensOption())
+    .action(userRemove);
   user.command('list').description('list user names').addOption(htpasswdOption()).action(userList);
 
   const token = cli.command('token').description('CI tokens: long-lived, scope-limited credentials used as a password');
   token
     .command('create')
     .description('create a CI token and print it once')
-    .requiredOption('--user <name>', 'user the token logs in as (docker login -u NAME)')
+    .requiredOption('--user <name>', 'user the token logs in as (docker login -u NAME); must be in the htpasswd file')
     .requiredOption('--scope <scope>', 'what it may do, e.g. repository:app/web:pull,push; repeatable', collect)
     .option('--ttl <duration>', 'lifetime: 30d, 12h, 90m, 1w, or never', '90d')
     .option('--description <text>', 'what the token is for')
     .addOption(ciTokensOption())
+    .addOption(htpasswdOption())
     .action(tokenCreate);
   token.command('list').description('list CI tokens (never their secrets)').addOption(ciTokensOption()).action(tokenList);
   token.command('revoke <id>').description('revoke a CI token; a running gateway stops accepting it at once').addOption(ciTokensOption()).action(tokenRevoke);
@@ -213,10 +232,12 @@ function program(): Command {
   const config = cli.command('config').description('configuration');
   config
     .command('check')
-    .description('validate the configuration and print the effective settings')
+    .description('run every check serve runs before it starts (settings, certificates, keys, users, access rules, CI tokens, registry binary, data folder) and print the effective settings')
     .option('-c, --config <file>', 'YAML file with settings')
     .addHelpText('after', settingsHelp())
     .action(configCheck);
+  // For maintainers: the README's Configuration table, generated from the settings table.
+  config.command('table', { hidden: true }).description('print the settings as the README table').action(configTable);
   return cli;
 }
 

@@ -2,17 +2,13 @@
 
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import net from 'node:net';
-import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
+import { LineCounter, isMap, isScalar, parseDocument, type Node } from 'yaml';
 import { ConfigError } from './errors.js';
+import { settingKeys, settingName, settings, settingTable, type ListenAddress, type LogLevel, type SettingKey, type SettingValue } from './settings.js';
+
+export { parseListen, settingDefault, settings, settingsHelp, settingsMarkdownTable, type ListenAddress, type SettingDoc } from './settings.js';
 
 export type AuthMode = 'token' | 'basic';
-
-export interface ListenAddress {
-  host: string;
-  port: number;
-}
 
 export interface Config {
   listen: ListenAddress;
@@ -36,127 +32,13 @@ export interface Config {
   tokenCert: string;
   registryBin: string | undefined;
   dataDir: string;
-  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  logLevel: LogLevel;
   basicCacheSeconds: number;
   shutdownGraceSeconds: number;
-}
-
-/** One row per setting: its YAML key, its variable, its default and what it means (for --help and the README). */
-export interface SettingDoc {
-  key: string;
-  env: string;
-  default: string;
-  description: string;
-}
-
-export const settings: readonly SettingDoc[] = [
-  { key: 'listen', env: 'GATEWAY_LISTEN', default: '0.0.0.0:5443', description: 'address and port the HTTPS server listens on (HOST:PORT, [IPv6]:PORT or PORT)' },
-  { key: 'upstream', env: 'GATEWAY_UPSTREAM', default: '(embedded registry)', description: 'backend registry URL, e.g. http://registry:5000, or several separated by commas (replicas on shared storage); unset: start the registry binary with storage under data_dir' },
-  { key: 'tls_cert', env: 'GATEWAY_TLS_CERT', default: 'certs/server.crt', description: 'server certificate (PEM, chain allowed); generated with a local CA when neither it nor the key exists' },
-  { key: 'tls_key', env: 'GATEWAY_TLS_KEY', default: 'certs/server.key', description: 'server private key (PEM)' },
-  { key: 'htpasswd', env: 'GATEWAY_HTPASSWD', default: 'htpasswd/htpasswd', description: 'users, bcrypt htpasswd file (htpasswd -B); created with an admin user when missing' },
-  { key: 'access', env: 'GATEWAY_ACCESS', default: '(access.yml beside --config, else in the current folder)', description: 'access rules per repository and action (see access.example.yml); without the file every authenticated user may do everything' },
-  { key: 'ci_tokens', env: 'GATEWAY_CI_TOKENS', default: 'htpasswd/ci-tokens.json', description: 'CI tokens made with `gateway token create` (hashes only, no secrets)' },
-  { key: 'auth', env: 'GATEWAY_AUTH', default: 'token', description: 'token: Bearer tokens from /token (docker token spec); basic: Basic auth on every request' },
-  { key: 'public_url', env: 'GATEWAY_PUBLIC_URL', default: '(from the request Host)', description: 'public https origin of the gateway, used for the token realm and upload locations' },
-  { key: 'service', env: 'GATEWAY_SERVICE', default: 'registry-gateway', description: 'token service name (challenge service, token audience)' },
-  { key: 'token_ttl', env: 'GATEWAY_TOKEN_TTL', default: '900', description: 'access token lifetime in seconds (60 to 86400)' },
-  { key: 'token_issuer', env: 'GATEWAY_TOKEN_ISSUER', default: 'registry-gateway', description: 'token issuer (iss); what a registry verifying tokens itself is configured with' },
-  { key: 'token_key', env: 'GATEWAY_TOKEN_KEY', default: 'certs/token.key', description: 'token signing key (PEM, RSA or EC P-256); created with token_cert when both are missing' },
-  { key: 'token_cert', env: 'GATEWAY_TOKEN_CERT', default: 'certs/token.crt', description: 'certificate of the token signing key (sent as x5c; the registry rootcertbundle)' },
-  { key: 'registry_bin', env: 'GATEWAY_REGISTRY_BIN', default: '(docker-registry or registry on PATH)', description: 'registry binary for the embedded registry' },
-  { key: 'data_dir', env: 'GATEWAY_DATA_DIR', default: 'data', description: 'storage and config of the embedded registry' },
-  { key: 'log_level', env: 'GATEWAY_LOG_LEVEL', default: 'info', description: 'fatal, error, warn, info, debug, trace or silent' },
-  { key: 'basic_cache_ttl', env: 'GATEWAY_BASIC_CACHE_TTL', default: '60', description: 'seconds a successful password check is remembered (0 to 3600); never outlives a password change' },
-  { key: 'shutdown_grace', env: 'GATEWAY_SHUTDOWN_GRACE', default: '25', description: 'seconds to let transfers finish after SIGTERM before closing connections' },
-];
-
-const envByKey = new Map(settings.map((s) => [s.key, s.env]));
-
-function wholeNumber(min: number, max: number) {
-  return z.coerce
-    .number()
-    .int(`must be a whole number from ${min} to ${max}`)
-    .min(min, `must be a whole number from ${min} to ${max}`)
-    .max(max, `must be a whole number from ${min} to ${max}`);
-}
-
-const rawSchema = z
-  .object({
-    listen: z.union([z.string(), z.number()]).transform(String).default('0.0.0.0:5443'),
-    upstream: z.union([z.string(), z.array(z.string())], 'must be a URL or a list of URLs').nullish(),
-    tls_cert: z.string().default('certs/server.crt'),
-    tls_key: z.string().default('certs/server.key'),
-    htpasswd: z.string().default('htpasswd/htpasswd'),
-    access: z.string().optional(),
-    ci_tokens: z.string().default('htpasswd/ci-tokens.json'),
-    auth: z.enum(['token', 'basic'], 'must be "token" or "basic"').default('token'),
-    public_url: z.string().optional(),
-    service: z.string().min(1, 'must not be empty').regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces or quotes').refine((s) => !s.includes('"'), 'must not contain quotes').default('registry-gateway'),
-    token_ttl: wholeNumber(60, 86400).default(900),
-    token_issuer: z.string().min(1, 'must not be empty').default('registry-gateway'),
-    token_key: z.string().default('certs/token.key'),
-    token_cert: z.string().default('certs/token.crt'),
-    registry_bin: z.string().optional(),
-    data_dir: z.string().default('data'),
-    log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'must be one of fatal, error, warn, info, debug, trace, silent').default('info'),
-    basic_cache_ttl: wholeNumber(0, 3600).default(60),
-    shutdown_grace: wholeNumber(0, 3600).default(25),
-  })
-  .strict();
-
-type RawConfig = z.infer<typeof rawSchema>;
-
-/** Names a setting both ways, so an error is found whichever way it was given. */
-function settingName(key: string): string {
-  const env = envByKey.get(key);
-  return env ? `${env} (${key})` : key;
-}
-
-export function parseListen(value: string): ListenAddress {
-  const bare = /^\d+$/.exec(value);
-  const match = bare ? ['', '0.0.0.0', value] : /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d+)$/.exec(value);
-  if (!match) throw new ConfigError(settingName('listen'), `"${value}" is not HOST:PORT, [IPv6]:PORT or PORT`);
-  const host = bare ? '0.0.0.0' : (match[1] ?? match[2] ?? '') || '0.0.0.0';
-  const port = Number(bare ? value : match[3]);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(settingName('listen'), `port ${port} is out of range`);
-  if (net.isIP(host) === 0 && !/^[a-zA-Z0-9.-]+$/.test(host)) throw new ConfigError(settingName('listen'), `"${host}" is not a host name or IP address`);
-  return { host, port };
-}
-
-function parseUpstream(value: string): URL {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new ConfigError(settingName('upstream'), `"${value}" is not a URL (expected e.g. http://registry:5000)`);
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError(settingName('upstream'), 'must be an http:// or https:// URL');
-  if (url.pathname !== '/' || url.search || url.hash || url.username || url.password) {
-    throw new ConfigError(settingName('upstream'), 'must be an origin only (scheme, host, port), with no path, query or credentials');
-  }
-  return url;
-}
-
-function parseUpstreams(value: string | string[] | null | undefined): URL[] {
-  const items = (Array.isArray(value) ? value : (value ?? '').split(',')).map((item) => item.trim()).filter((item) => item.length > 0);
-  const urls = items.map(parseUpstream);
-  if (new Set(urls.map((url) => url.origin)).size !== urls.length) throw new ConfigError(settingName('upstream'), 'lists the same registry twice');
-  return urls;
-}
-
-function parsePublicUrl(value: string): URL {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new ConfigError(settingName('public_url'), `"${value}" is not a URL (expected e.g. https://registry.example.com)`);
-  }
-  if (url.protocol !== 'https:') throw new ConfigError(settingName('public_url'), 'must be an https:// URL: registry clients only send credentials over TLS');
-  if (url.pathname !== '/' || url.search || url.hash || url.username || url.password) {
-    throw new ConfigError(settingName('public_url'), 'must be an origin only (https://HOST[:PORT]), with no path');
-  }
-  return url;
+  /** Upstream requests one client address may have in flight. */
+  upstreamPerClient: number;
+  /** Seconds a request body may send nothing before both sides are closed. */
+  bodyIdleSeconds: number;
 }
 
 export interface LoadConfigOptions {
@@ -173,111 +55,146 @@ export interface LoadedConfig {
   warnings: string[];
 }
 
-function readConfigFile(file: string): Record<string, unknown> {
+/** Where a value came from: an error names the variable, or the file and line, that set it. */
+interface Given {
+  value: unknown;
+  /** "GATEWAY_X (x)" or "FILE:LINE:COLUMN: x". */
+  where: string;
+  /** Folder that a relative path in this value is taken from. */
+  baseDir: string;
+}
+
+interface ConfigFile {
+  values: Map<string, { value: unknown; line: number; column: number }>;
+}
+
+/** "reason" plus the offending lines with a caret, from the yaml library's pretty error. */
+function yamlProblem(message: string): string {
+  const [reason = message, context = ''] = message.split(/ at line \d+, column \d+:\n\n/);
+  const lines = context.replace(/\n+$/, '').split('\n');
+  return lines.length > 0 && lines[0] !== '' ? `${reason}\n${lines.map((line) => `    ${line}`).join('\n')}` : reason;
+}
+
+function readConfigFile(file: string): ConfigFile {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
-    throw new ConfigError('--config', `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    throw new ConfigError('--config', `cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
   }
-  let parsed: unknown;
-  try {
-    parsed = parseYaml(text);
-  } catch (error) {
-    throw new ConfigError('--config', `${file} is not valid YAML: ${(error as Error).message.split('\n')[0]}`);
+  const lineCounter = new LineCounter();
+  const document = parseDocument(text, { lineCounter, prettyErrors: true });
+  const syntaxError = document.errors[0];
+  if (syntaxError) {
+    const at = syntaxError.linePos?.[0];
+    throw new ConfigError(at ? `${file}:${at.line}:${at.col}` : file, `not valid YAML: ${yamlProblem(syntaxError.message)}`);
   }
-  if (parsed === null || parsed === undefined) return {};
-  if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError('--config', `${file} must hold a mapping of settings`);
-  return parsed as Record<string, unknown>;
+  const values: ConfigFile['values'] = new Map();
+  const root = document.contents;
+  if (root === null || (isScalar(root) && root.value === null)) return { values };
+  if (!isMap(root)) throw new ConfigError(file, 'must hold a mapping of settings (key: value lines)');
+  const data = document.toJS() as Record<string, unknown>;
+  for (const pair of root.items) {
+    const keyNode = pair.key as Node | null;
+    const key = isScalar(keyNode) ? String(keyNode.value) : String(keyNode);
+    const at = (node: Node | null) => lineCounter.linePos(node?.range?.[0] ?? keyNode?.range?.[0] ?? 0);
+    if (!(key in settingTable)) {
+      const position = at(keyNode);
+      throw new ConfigError(`${file}:${position.line}:${position.col}`, `unknown setting "${key}" (known: ${settingKeys.join(', ')})`);
+    }
+    const position = at(pair.value as Node | null);
+    values.set(key, { value: data[key], line: position.line, column: position.col });
+  }
+  return { values };
 }
-
-const pathKeys = ['tls_cert', 'tls_key', 'htpasswd', 'access', 'ci_tokens', 'token_key', 'token_cert', 'data_dir', 'registry_bin'] as const;
 
 export function loadConfig(options: LoadConfigOptions): LoadedConfig {
   const warnings: string[] = [];
-  const fromFile = options.file ? readConfigFile(path.resolve(options.cwd, options.file)) : {};
-  const fileDir = options.file ? path.dirname(path.resolve(options.cwd, options.file)) : options.cwd;
-  const baseDirOf = new Map<string, string>();
-  const merged: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(fromFile)) {
-    merged[key] = value;
-    baseDirOf.set(key, fileDir);
-  }
-  for (const doc of settings) {
-    const value = options.env[doc.env];
-    if (value !== undefined && value !== '') {
-      merged[doc.key] = value;
-      baseDirOf.set(doc.key, options.cwd);
-    }
+  const file = options.file === undefined ? undefined : path.resolve(options.cwd, options.file);
+  const fileDir = file ? path.dirname(file) : options.cwd;
+  const fromFile = file ? readConfigFile(file).values : new Map<string, never>();
+
+  const given = new Map<SettingKey, Given>();
+  for (const key of settingKeys) {
+    const variable = settingTable[key].env;
+    const fromEnv = options.env[variable];
+    const inFile = fromFile.get(key);
+    if (fromEnv !== undefined && fromEnv !== '') given.set(key, { value: fromEnv, where: settingName(key), baseDir: options.cwd });
+    else if (inFile) given.set(key, { value: inFile.value, where: `${file}:${inFile.line}:${inFile.column}: ${key}`, baseDir: fileDir });
   }
   const knownEnv = new Set(settings.map((s) => s.env));
   for (const name of Object.keys(options.env)) {
     if (name.startsWith('GATEWAY_') && !knownEnv.has(name)) warnings.push(`${name} is not a setting of the gateway and is ignored`);
   }
 
-  const result = rawSchema.safeParse(merged);
-  if (!result.success) {
-    const issue = result.error.issues[0]!;
-    if (issue.code === 'unrecognized_keys') {
-      throw new ConfigError(`--config`, `unknown setting ${issue.keys.map((k) => `"${k}"`).join(', ')} (known: ${settings.map((s) => s.key).join(', ')})`);
-    }
-    const key = String(issue.path[0] ?? '?');
-    throw new ConfigError(settingName(key), issue.message);
-  }
-  const raw: RawConfig = result.data;
-  const resolvePath = (key: (typeof pathKeys)[number]) => {
-    const value = raw[key];
-    if (value === undefined) return undefined;
-    return path.resolve(baseDirOf.get(key) ?? options.cwd, value);
+  /** The checked value of a setting: what was given, else its default, through the setting's own schema. */
+  const value = <K extends SettingKey>(key: K): SettingValue<K> => {
+    const source = given.get(key);
+    const raw = source ? source.value : (settingTable[key] as { default?: unknown }).default;
+    const result = settingTable[key].schema.safeParse(raw);
+    if (!result.success) throw new ConfigError(source?.where ?? settingName(key), result.error.issues[0]?.message ?? 'invalid value');
+    return result.data as SettingValue<K>;
   };
+  const resolvedPath = (key: SettingKey & ('tls_cert' | 'tls_key' | 'htpasswd' | 'ci_tokens' | 'token_key' | 'token_cert' | 'data_dir')): string =>
+    path.resolve(given.get(key)?.baseDir ?? options.cwd, value(key));
+  const optionalPath = (key: 'access' | 'registry_bin'): string | undefined => {
+    const chosen = value(key);
+    return chosen === undefined ? undefined : path.resolve(given.get(key)?.baseDir ?? options.cwd, chosen);
+  };
+  const registryBin = value('registry_bin');
 
   const config: Config = {
-    listen: parseListen(raw.listen),
-    upstreams: parseUpstreams(raw.upstream),
-    tlsCert: resolvePath('tls_cert')!,
-    tlsKey: resolvePath('tls_key')!,
-    htpasswd: resolvePath('htpasswd')!,
-    accessFile: resolvePath('access') ?? path.join(fileDir, 'access.yml'),
-    accessFileRequired: raw.access !== undefined,
-    ciTokensFile: resolvePath('ci_tokens')!,
-    auth: raw.auth,
-    publicUrl: raw.public_url ? parsePublicUrl(raw.public_url) : undefined,
-    service: raw.service,
-    tokenTtlSeconds: raw.token_ttl,
-    tokenIssuer: raw.token_issuer,
-    tokenKey: resolvePath('token_key')!,
-    tokenCert: resolvePath('token_cert')!,
+    listen: value('listen'),
+    upstreams: value('upstream'),
+    tlsCert: resolvedPath('tls_cert'),
+    tlsKey: resolvedPath('tls_key'),
+    htpasswd: resolvedPath('htpasswd'),
+    accessFile: optionalPath('access') ?? path.join(fileDir, 'access.yml'),
+    accessFileRequired: value('access') !== undefined,
+    ciTokensFile: resolvedPath('ci_tokens'),
+    auth: value('auth'),
+    publicUrl: value('public_url'),
+    service: value('service'),
+    tokenTtlSeconds: value('token_ttl'),
+    tokenIssuer: value('token_issuer'),
+    tokenKey: resolvedPath('token_key'),
+    tokenCert: resolvedPath('token_cert'),
     // A bare name (docker-registry) is looked up on PATH; only a path is taken relative to a folder.
-    registryBin: raw.registry_bin?.includes('/') ? resolvePath('registry_bin') : raw.registry_bin,
-    dataDir: resolvePath('data_dir')!,
-    logLevel: raw.log_level,
-    basicCacheSeconds: raw.basic_cache_ttl,
-    shutdownGraceSeconds: raw.shutdown_grace,
+    registryBin: registryBin?.includes('/') ? optionalPath('registry_bin') : registryBin,
+    dataDir: resolvedPath('data_dir'),
+    logLevel: value('log_level'),
+    basicCacheSeconds: value('basic_cache_ttl'),
+    shutdownGraceSeconds: value('shutdown_grace'),
+    upstreamPerClient: value('upstream_per_client'),
+    bodyIdleSeconds: value('body_idle_timeout'),
   };
   return { config: Object.freeze(config), warnings };
 }
 
 /** The effective configuration as YAML-ready data with paths and URLs as strings (no secrets live in Config). */
-export function describeConfig(config: Readonly<Config>): Record<string, unknown> {
+export function describeConfig(config: Readonly<Config>): Record<SettingKey, unknown> {
+  const unset = (key: SettingKey) => settings.find((s) => s.key === key)!.default;
   return {
     listen: `${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${config.listen.port}`,
-    upstream: config.upstreams.length ? config.upstreams.map((url) => url.origin).join(',') : '(embedded registry)',
+    upstream: config.upstreams.length ? config.upstreams.map((url) => url.origin).join(',') : unset('upstream'),
     tls_cert: config.tlsCert,
     tls_key: config.tlsKey,
     htpasswd: config.htpasswd,
     access: config.accessFile,
     ci_tokens: config.ciTokensFile,
     auth: config.auth,
-    public_url: config.publicUrl?.origin ?? '(from the request Host)',
+    public_url: config.publicUrl?.origin ?? unset('public_url'),
     service: config.service,
     token_ttl: config.tokenTtlSeconds,
     token_issuer: config.tokenIssuer,
     token_key: config.tokenKey,
     token_cert: config.tokenCert,
-    registry_bin: config.registryBin ?? '(docker-registry or registry on PATH)',
+    registry_bin: config.registryBin ?? unset('registry_bin'),
     data_dir: config.dataDir,
     log_level: config.logLevel,
     basic_cache_ttl: config.basicCacheSeconds,
     shutdown_grace: config.shutdownGraceSeconds,
+    upstream_per_client: config.upstreamPerClient,
+    body_idle_timeout: config.bodyIdleSeconds,
   };
 }

@@ -51,14 +51,25 @@ export class RegistryError extends Error {
   }
 }
 
-/** A configuration value that is missing or wrong; `key` names the setting at fault. */
+/*
+ * One error type per layer, so each reaches the person who can act on it in their terms:
+ *   RegistryError  a request the gateway answers with the registry's JSON error body (HTTP clients);
+ *   ConfigError    start-up (`serve`, `config check`): a setting, or a file, folder or program a
+ *                  setting names, that keeps the gateway from starting;
+ *   CliError       a `gateway` command's own mistakes and refusals (the command line).
+ * Modules that run inside the server throw RegistryError or ConfigError, never CliError.
+ */
+
+/** What keeps the gateway from starting; `key` names the setting, or the file and line, to fix. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
   constructor(
+    /** "GATEWAY_X (x)" for a setting, "FILE:LINE:COLUMN: x" for a value from the YAML file. */
     readonly key: string,
-    message: string,
+    /** What is wrong and, where there is one, what to do about it. */
+    readonly reason: string,
   ) {
-    super(`${key}: ${message}`);
+    super(`${key}: ${reason}`);
   }
 }
 

@@ -4,9 +4,8 @@ import type { NextFunction, Request, Response } from 'express';
 import { covers, grantFor, type Access, type Authorizer } from './access.js';
 import { sendFilteredCatalog } from './catalog.js';
 import type { GateLocals } from './gate.js';
-import { readManifestBody, refuseTagMove } from './immutable-tags.js';
+import { createImmutableTagGuard } from './immutable-tags.js';
 import type { RegistryProxy } from './proxy.js';
-import { isTag } from './reference.js';
 import type { UpstreamPool } from './upstreams.js';
 
 export interface ForwardOptions {
@@ -16,6 +15,7 @@ export interface ForwardOptions {
 }
 
 export function createForwarder(options: ForwardOptions) {
+  const guardImmutableTags = createImmutableTagGuard({ upstreams: options.upstreams, authorizer: options.authorizer });
   return async function forward(req: Request, res: Response, next: NextFunction): Promise<void> {
     const locals = res.locals as Partial<GateLocals>;
     const { route, identity } = locals;
@@ -33,11 +33,7 @@ export function createForwarder(options: ForwardOptions) {
       };
       return sendFilteredCatalog(req, res, options.upstreams, mayPull);
     }
-    if (route.kind === 'manifest' && req.method === 'PUT' && isTag(route.reference) && options.authorizer.isImmutableTag(route.name, route.reference)) {
-      const body = await readManifestBody(req);
-      await refuseTagMove(options.upstreams, route.name, route.reference, body);
-      return options.proxy.forward(req, res, next, body);
-    }
+    if (route.kind === 'manifest' && (await guardImmutableTags(req, res, route, (body) => options.proxy.forward(req, res, next, body)))) return;
     options.proxy.forward(req, res, next);
   };
 }

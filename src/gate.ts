@@ -5,9 +5,11 @@ import { covers, formatScope, grantFor, type Access, type Authorizer, type Ident
 import type { AuthMode } from './config.js';
 import { readAuthorization } from './credentials.js';
 import { RegistryError } from './errors.js';
-import { basicChallenge, identifyBasicCaller, identityOfToken, type LoginServices } from './login.js';
+import { describeDenials } from './denial-log.js';
+import { anonymousName, basicChallenge, identifyBasicCaller, identityOfToken, type LoginLog, type LoginServices } from './login.js';
 import { TokenError, type TokenAuthority } from './token.js';
-import { parseV2Route, queryOf, requirementOf, type V2Route } from './v2-route.js';
+import { prepareOutgoing, type OutgoingRequest } from './upstream-request.js';
+import { parseV2Route, requirementOf, withoutMount, type V2Route } from './v2-route.js';
 
 export interface GateOptions {
   mode: AuthMode;
@@ -26,6 +28,8 @@ export interface GateLocals {
   user: string;
   /** GET /v2/_catalog by a caller who may not list everything: answer with what they may pull. */
   filterCatalog: boolean;
+  /** What the registry will be sent (headers, body framing), decided before authentication. */
+  outgoing: OutgoingRequest;
 }
 
 function isV2Request(target: string): boolean {
@@ -33,27 +37,16 @@ function isV2Request(target: string): boolean {
 }
 
 /**
- * Form bodies are refused on /v2/: the registry reads `from`, `mount` and `digest` with Go's
- * FormValue, which lets a form body override the query the gateway authorized.
- */
-function refuseFormBodies(req: Request): void {
-  const type = (req.headers['content-type'] ?? '').toLowerCase();
-  if (type.startsWith('application/x-www-form-urlencoded') || type.startsWith('multipart/form-data')) {
-    throw new RegistryError('UNSUPPORTED', 'form bodies are not part of the registry API', undefined, 400);
-  }
-}
-
-/**
  * A cross-repository mount from a repository the caller may not pull becomes a plain upload:
  * the registry then never reveals whether the blob exists there.
  */
-function dropMount(req: Request, route: Extract<V2Route, { kind: 'upload-start' }>): V2Route {
-  const query = queryOf(req.url);
-  query.delete('mount');
-  query.delete('from');
-  const rest = query.toString();
-  req.url = `/v2/${route.name}/blobs/uploads/${rest ? `?${rest}` : ''}`;
-  return { ...route, mountFrom: undefined };
+function dropMount(route: Extract<V2Route, { kind: 'upload-start' }>): V2Route {
+  return withoutMount(route);
+}
+
+/** The access log's notes on this request (user tried, reason), kept in the response's locals. */
+function logOf(req: Request): LoginLog {
+  return (req.res?.locals ?? {}) as LoginLog;
 }
 
 interface Decision {
@@ -72,10 +65,13 @@ export function createV2Gate(options: GateOptions) {
 
   const viaToken = (req: Request, challengeScopes: Access[]): Decision => {
     const presented = readAuthorization(req.headers.authorization);
+    const log = logOf(req);
     if (presented.kind === 'malformed') {
+      log.reason = 'malformed credentials';
       throw new RegistryError('UNAUTHORIZED', 'malformed Authorization header').withHeader('WWW-Authenticate', bearerChallenge(req, challengeScopes, 'invalid_token'));
     }
     if (presented.kind !== 'bearer') {
+      log.reason = presented.kind === 'none' ? 'no credentials' : 'not a bearer token';
       throw new RegistryError('UNAUTHORIZED', 'authentication required', challengeScopes.length ? challengeScopes : undefined).withHeader('WWW-Authenticate', bearerChallenge(req, challengeScopes));
     }
     let verified;
@@ -84,22 +80,30 @@ export function createV2Gate(options: GateOptions) {
     } catch (error) {
       if (!(error instanceof TokenError)) throw error;
       const message = error.reason === 'expired' ? 'token expired' : 'invalid token';
+      log.reason = message;
       throw new RegistryError('UNAUTHORIZED', message).withHeader('WWW-Authenticate', bearerChallenge(req, challengeScopes, 'invalid_token'));
     }
     const identity = identityOfToken(options.logins, verified.subject, verified.credential);
     if (!identity) {
+      log.user = verified.subject === '' ? anonymousName : verified.subject;
+      log.reason = 'credential revoked';
       throw new RegistryError('UNAUTHORIZED', 'the credentials of this token are no longer valid').withHeader('WWW-Authenticate', bearerChallenge(req, challengeScopes, 'invalid_token'));
     }
     return { identity, holds: verified.access };
   };
 
   const viaBasic = async (req: Request, wanted: Access[]): Promise<Decision> => {
-    const request = { authorization: req.headers.authorization, address: req.socket.remoteAddress };
+    const request = { authorization: req.headers.authorization, address: req.socket.remoteAddress, log: logOf(req), gone: () => req.socket.destroyed };
     const identity = await identifyBasicCaller(options.logins, options.authorizer, request, options.publicOrigin(req));
     return { identity, holds: grantFor(options.authorizer, identity, wanted) };
   };
 
   const refuse = (req: Request, decision: Decision, needed: Access[]): never => {
+    const log = logOf(req) as LoginLog & { denied?: unknown };
+    log.user = decision.identity.user ?? anonymousName;
+    const denied = describeDenials(options.authorizer, decision.identity, needed, decision.holds, options.mode === 'token' ? 'token' : 'rules');
+    if (denied.length > 0) log.denied = denied;
+    else log.reason = 'no credentials';
     if (options.mode === 'token') {
       throw new RegistryError('UNAUTHORIZED', 'insufficient scope', needed).withHeader('WWW-Authenticate', bearerChallenge(req, needed, 'insufficient_scope'));
     }
@@ -115,7 +119,8 @@ export function createV2Gate(options: GateOptions) {
     res.setHeader('Docker-Distribution-Api-Version', 'registry/2.0');
     let route = parseV2Route(req.url);
     const requirement = requirementOf(req.method, route);
-    refuseFormBodies(req);
+    // Headers, framing and content type the registry will see; refused here, before anyone is asked for a password.
+    const outgoing = prepareOutgoing(req, route);
     const wanted = requirement.kind === 'access' ? requirement.access : [];
     const decision = options.mode === 'token' ? viaToken(req, wanted) : await viaBasic(req, wanted);
 
@@ -128,11 +133,11 @@ export function createV2Gate(options: GateOptions) {
     } else if (route.kind === 'upload-start' && route.mountFrom !== undefined && wanted.length > 1) {
       const target = wanted.slice(0, 1);
       if (!covers(decision.holds, target)) refuse(req, decision, target);
-      if (!covers(decision.holds, wanted)) route = dropMount(req, route);
+      if (!covers(decision.holds, wanted)) route = dropMount(route);
     } else if (!covers(decision.holds, wanted)) {
       refuse(req, decision, wanted);
     }
-    const locals: GateLocals = { route, identity: decision.identity, user: decision.identity.user ?? '', filterCatalog };
+    const locals: GateLocals = { route, identity: decision.identity, user: decision.identity.user ?? anonymousName, filterCatalog, outgoing };
     Object.assign(res.locals, locals);
     next();
   };

@@ -4,7 +4,8 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { PasswordChecker } from './authenticator.js';
 import { CliError } from './errors.js';
-import { isMissing, queueFileEdit, resolveSymlinks, writeFileAtomically } from './files.js';
+import { editFileExclusively, isMissing, writeFileAtomically } from './files.js';
+import { WatchedFile, type ContentSummary, type WatchedFileOptions } from './watched-file.js';
 
 export interface ParsedHtpasswd {
   /** user -> bcrypt hash */
@@ -179,6 +180,20 @@ export async function removeUser(file: string, user: string): Promise<boolean> {
   });
 }
 
+/** Refuses (CliError) unless `user` is in the file: a CI token must belong to a user the gateway knows. */
+export async function requireUser(file: string, user: string): Promise<void> {
+  const addFirst = `add the user first with \`gateway user add ${user}\`, or name another htpasswd file with --htpasswd`;
+  let users: ReadonlyMap<string, string>;
+  try {
+    ({ users } = await readHtpasswdFile(file));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (isMissing(error)) throw new CliError(`no user "${user}": ${file} does not exist; ${addFirst}`);
+    throw new CliError(`cannot read ${file} (${code ?? (error as Error).message}) to check that user "${user}" exists`);
+  }
+  if (!users.has(user)) throw new CliError(`no user "${user}" in ${file}; ${addFirst}`);
+}
+
 /** Sorted user names; throws (ENOENT) for a missing file. */
 export async function listUsers(file: string): Promise<string[]> {
   const { users } = await readHtpasswdFile(file);
@@ -201,8 +216,7 @@ interface Edit<T> {
 }
 
 function editFile<T>(file: string, change: (lines: string[], eol: string) => Edit<T>): Promise<T> {
-  return queueFileEdit(file, async () => {
-    const target = await resolveSymlinks(file);
+  return editFileExclusively(file, async (target) => {
     const text = (await readIfPresent(target)) ?? '';
     const lines = splitKeepingEndings(text);
     const { lines: changed, result } = change([...lines], text.includes('\r\n') ? '\r\n' : '\n');
@@ -221,58 +235,64 @@ async function readIfPresent(file: string): Promise<string | undefined> {
   }
 }
 
-/** The users of one htpasswd file; reload() swaps in a fresh map as a whole. */
-export class UserStore {
-  readonly file: string;
-  #users: ReadonlyMap<string, string> = new Map();
-  #problems: readonly string[] = [];
-  #typicalCost: number | undefined;
-  /** Fingerprints computed so far for the current map: token requests ask for one every time. */
-  #fingerprints = new Map<string, string>();
+interface UserSnapshot {
+  users: ReadonlyMap<string, string>;
+  problems: readonly string[];
+  typicalCost: number | undefined;
+  /** Fingerprints computed so far for this map: token requests ask for one every time. */
+  fingerprints: Map<string, string>;
+}
 
-  private constructor(file: string, parsed: ParsedHtpasswd) {
-    this.file = file;
-    this.#adopt(parsed);
+/**
+ * The users of one htpasswd file. A reload swaps in a fresh map as a whole (a removed user is gone
+ * at once); a file that goes missing or cannot be read keeps the last good users.
+ */
+export class UserStore extends WatchedFile<UserSnapshot> {
+  constructor(file: string, options?: WatchedFileOptions) {
+    super(file, { label: 'htpasswd', holds: 'users', setting: 'htpasswd' }, options);
   }
 
-  #adopt(parsed: ParsedHtpasswd): void {
-    this.#users = parsed.users;
-    this.#problems = parsed.problems;
-    this.#typicalCost = mostCommonCost(parsed.users);
-    this.#fingerprints = new Map();
+  /** A loaded store; throws a ConfigError when the file is missing or cannot be read. */
+  static async load(file: string, options?: WatchedFileOptions): Promise<UserStore> {
+    const store = new UserStore(file, options);
+    await store.load();
+    return store;
   }
 
-  /** Throws when the file cannot be read (code ENOENT when it is missing). */
-  static async load(file: string): Promise<UserStore> {
-    return new UserStore(file, await readHtpasswdFile(file));
+  protected parse(text: string): UserSnapshot {
+    const { users, problems } = parseHtpasswd(text);
+    return { users, problems, typicalCost: mostCommonCost(users), fingerprints: new Map() };
+  }
+
+  /** The gateway creates a missing htpasswd (with an admin user) before loading it. */
+  protected contentWhenMissing(): undefined {
+    return undefined;
+  }
+
+  protected summarize(content: UserSnapshot): ContentSummary {
+    return { fields: { users: content.users.size }, warnings: content.problems.map((problem) => `htpasswd ${problem}`) };
   }
 
   hashOf(user: string): string | undefined {
-    return this.#users.get(user);
+    return this.content.users.get(user);
+  }
+
+  has(user: string): boolean {
+    return this.content.users.has(user);
   }
 
   users(): string[] {
-    return [...this.#users.keys()].sort();
+    return [...this.content.users.keys()].sort();
   }
 
   /** Problems found by the last successful read. */
   problems(): string[] {
-    return [...this.#problems];
+    return [...this.content.problems];
   }
 
   /** The bcrypt cost most users have, so a check for an unknown user can cost the same. */
   typicalCost(): number | undefined {
-    return this.#typicalCost;
-  }
-
-  /**
-   * Re-reads the file and replaces the whole map at once (a removed user is gone immediately).
-   * On a read failure keeps the last good map and throws. Returns the problems found.
-   */
-  async reload(): Promise<string[]> {
-    const parsed = await readHtpasswdFile(this.file);
-    this.#adopt(parsed);
-    return [...parsed.problems];
+    return this.content.typicalCost;
   }
 
   /**
@@ -280,12 +300,13 @@ export class UserStore {
    * so they die when the password changes or the user goes.
    */
   credentialFingerprint(user: string): string | undefined {
-    const known = this.#fingerprints.get(user);
+    const { users, fingerprints } = this.content;
+    const known = fingerprints.get(user);
     if (known !== undefined) return known;
-    const hash = this.#users.get(user);
+    const hash = users.get(user);
     if (hash === undefined) return undefined;
     const fingerprint = createHash('sha256').update(hash, 'utf8').digest('base64url').slice(0, 22);
-    this.#fingerprints.set(user, fingerprint);
+    fingerprints.set(user, fingerprint);
     return fingerprint;
   }
 }

@@ -1,26 +1,19 @@
 // Starts, watches and stops a local distribution registry process (the embedded default backend).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { EventEmitter } from 'node:events';
-import { accessSync, constants as fsConstants, statSync } from 'node:fs';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
-import { delimiter, isAbsolute, join } from 'node:path';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { stringify } from 'yaml';
 import { ConfigError } from './errors.js';
+import { parseRegistryLine, withoutStackTraces } from './registry-log.js';
+import { childEnvironment, freeLoopbackPort, readOrCreateHttpSecret, registryConfig } from './registry-setup.js';
+import { settingName } from './settings.js';
 
-/** Binary names of the distribution registry, in order of preference (Debian's name first). */
-const registryBinaryNames = ['docker-registry', 'registry'] as const;
-
-/** Follows a sentence saying which binary is missing. */
-export const registryInstallHint =
-  'Install the registry with `apt-get install docker-registry` (Debian/Ubuntu) ' +
-  'or point GATEWAY_REGISTRY_BIN at a distribution registry binary; ' +
-  'alternatively set GATEWAY_UPSTREAM to the URL of an existing registry.';
+export { parseRegistryLine } from './registry-log.js';
+export { findRegistryBinary, registryConfig, registryInstallHint } from './registry-setup.js';
 
 export interface RegistryProcessOptions {
   binary: string;
@@ -88,162 +81,6 @@ function trackChild(child: ChildProcess): void {
   liveChildren.add(child);
 }
 
-function isExecutableFile(path: string): boolean {
-  try {
-    if (!statSync(path).isFile()) return false;
-    accessSync(path, fsConstants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * The registry binary to run. An explicit choice (GATEWAY_REGISTRY_BIN) is final: a path must be an
- * executable file, a bare name is looked up on `pathEnv`; a wrong one is never replaced by another
- * binary. Without one, docker-registry then registry are looked up. Relative and empty PATH entries
- * are skipped, so the current directory never supplies the binary.
- */
-export function findRegistryBinary(explicit: string | undefined, pathEnv: string | undefined): string | undefined {
-  if (explicit && explicit.includes('/')) return isExecutableFile(explicit) ? explicit : undefined;
-  const directories = (pathEnv ?? '').split(delimiter).filter((entry) => entry !== '' && isAbsolute(entry));
-  for (const name of explicit ? [explicit] : registryBinaryNames) {
-    for (const directory of directories) {
-      const candidate = join(directory, name);
-      if (isExecutableFile(candidate)) return candidate;
-    }
-  }
-  return undefined;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function deepMerge(base: Record<string, unknown>, extra: Record<string, unknown>): Record<string, unknown> {
-  const merged: Record<string, unknown> = { ...base };
-  for (const [key, value] of Object.entries(extra)) {
-    const current = merged[key];
-    merged[key] = isPlainObject(current) && isPlainObject(value) ? deepMerge(current, value) : value;
-  }
-  return merged;
-}
-
-/** The registry configuration document (serialise with `yaml`). */
-export function registryConfig(options: {
-  port: number;
-  httpSecret: string;
-  rootDirectory: string;
-  storage?: Record<string, unknown>;
-  extraConfig?: Record<string, unknown>;
-}): Record<string, unknown> {
-  const storageDefaults = {
-    delete: { enabled: true },
-    maintenance: { uploadpurging: { enabled: true, age: '168h', interval: '24h', dryrun: false } },
-  };
-  const storage = options.storage
-    ? { ...storageDefaults, ...options.storage }
-    : { filesystem: { rootdirectory: options.rootDirectory }, ...storageDefaults };
-  const config: Record<string, unknown> = {
-    version: '0.1',
-    // The gateway logs every request itself, so the registry's access log would only double it.
-    log: { level: 'info', formatter: 'text', accesslog: { disabled: true } },
-    storage,
-    http: { addr: `127.0.0.1:${options.port}`, secret: options.httpSecret },
-    health: { storagedriver: { enabled: true, interval: '10s', threshold: 3 } },
-  };
-  return options.extraConfig ? deepMerge(config, options.extraConfig) : config;
-}
-
-/**
- * The secret that signs upload state. It must survive restarts, or uploads in progress during a
- * restart fail, so it is kept next to the data rather than generated per run.
- */
-async function readOrCreateHttpSecret(path: string): Promise<string> {
-  try {
-    const existing = (await readFile(path, 'utf8')).trim();
-    if (existing === '') throw new ConfigError(path, 'the registry http secret file is empty; delete it to have a new one created');
-    return existing;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
-  const secret = randomBytes(32).toString('hex');
-  try {
-    await writeFile(path, `${secret}\n`, { mode: 0o600, flag: 'wx' });
-    return secret;
-  } catch (error) {
-    // Another process created it first: use theirs so both agree.
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return readOrCreateHttpSecret(path);
-    throw error;
-  }
-}
-
-function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function childEnvironment(env: NodeJS.ProcessEnv | undefined): NodeJS.ProcessEnv {
-  // The s3 driver panics at start-up on some AWS_CA_BUNDLE values.
-  const { AWS_CA_BUNDLE: _ignored, ...rest } = env ?? {};
-  return rest;
-}
-
-type ForwardLevel = 'debug' | 'info' | 'warn' | 'error';
-
-interface ParsedLine {
-  level: ForwardLevel;
-  message: string;
-  fields?: string;
-}
-
-const registryLevels: Record<string, ForwardLevel> = {
-  trace: 'debug',
-  debug: 'debug',
-  info: 'info',
-  warn: 'warn',
-  warning: 'warn',
-  // The registry logs every 4xx answer (a HEAD before a push, say) at error: not the gateway's errors.
-  error: 'warn',
-  fatal: 'error',
-  panic: 'error',
-};
-
-/** Fields repeated on every line that say nothing about the event. */
-const noiseFields = /\b(?:time|level|msg|go\.version|instance\.id|version)=(?:"(?:[^"\\]|\\.)*"|\S+)\s*/g;
-
-function unquote(value: string): string {
-  if (!value.startsWith('"')) return value;
-  try {
-    return JSON.parse(value) as string;
-  } catch {
-    return value.slice(1, -1);
-  }
-}
-
-/** Reads a logrus text (logfmt) line loosely; anything else passes through as plain text. */
-export function parseRegistryLine(line: string): ParsedLine {
-  const levelMatch = /\blevel=(\w+)/.exec(line);
-  const msgMatch = /\bmsg=("(?:[^"\\]|\\.)*"|\S+)/.exec(line);
-  if (!levelMatch || !msgMatch) {
-    const crashed = /^(?:panic:|fatal error:)/.test(line);
-    return { level: crashed ? 'error' : 'info', message: line };
-  }
-  let level = registryLevels[levelMatch[1]!.toLowerCase()] ?? 'info';
-  // One line per request: the gateway already logs requests, so only server errors stay visible.
-  const status = /\bhttp\.response\.status=(\d+)/.exec(line);
-  if (status) level = Number(status[1]) >= 500 ? 'warn' : 'debug';
-  const fields = line.replace(noiseFields, '').trim();
-  return fields === '' ? { level, message: unquote(msgMatch[1]!) } : { level, message: unquote(msgMatch[1]!), fields };
-}
-
 /** Resolves with how the child ended, once its output is fully read. */
 function childEnded(child: ChildProcess): Promise<ChildEnd> {
   return new Promise((resolve) => {
@@ -277,23 +114,19 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** A Go panic's goroutine dump buries the one line that says what went wrong: keep what precedes it. */
-function withoutStackTraces(lines: string[]): string[] {
-  const traceStart = lines.findIndex((line) => /^goroutine \d+ \[/.test(line));
-  return traceStart === -1 ? lines : lines.slice(0, traceStart);
-}
-
 function describeEnd(end: ChildEnd): string {
   if (end.spawnError) return `could not be run (${end.spawnError.message})`;
   if (end.signal) return `was killed by ${end.signal}`;
   return `exited with code ${end.code}`;
 }
 
-export class RegistryProcess extends EventEmitter {
+export class RegistryProcess {
   readonly #options: RegistryProcessOptions;
   readonly #log: Logger;
   readonly #configPath: string;
   #port: number | undefined;
+  /** The config of the first start, written again before every restart. */
+  #configText = '';
   #current: RunningChild | undefined;
   #recentOutput: string[] = [];
   #started = false;
@@ -304,7 +137,6 @@ export class RegistryProcess extends EventEmitter {
   #consecutiveCrashes = 0;
 
   constructor(options: RegistryProcessOptions) {
-    super();
     this.#options = options;
     this.#log = options.logger;
     this.#configPath = join(options.dataDir, 'registry.yml');
@@ -329,17 +161,23 @@ export class RegistryProcess extends EventEmitter {
     await mkdir(rootDirectory, { recursive: true });
     const httpSecret = this.#options.httpSecret ?? (await readOrCreateHttpSecret(join(dataDir, 'http-secret')));
     this.#port = this.#options.port ?? (await freeLoopbackPort());
-    const config = registryConfig({
-      port: this.#port,
-      httpSecret,
-      rootDirectory,
-      storage: this.#options.storage,
-      extraConfig: this.#options.extraConfig,
-    });
-    // The file holds the http secret (and maybe storage credentials).
-    await writeFile(this.#configPath, stringify(config), { mode: 0o600 });
-    await chmod(this.#configPath, 0o600);
+    this.#configText = stringify(
+      registryConfig({
+        port: this.#port,
+        httpSecret,
+        rootDirectory,
+        storage: this.#options.storage,
+        extraConfig: this.#options.extraConfig,
+      }),
+    );
+    await this.#writeConfig();
     await this.#launch();
+  }
+
+  async #writeConfig(): Promise<void> {
+    // The file holds the http secret (and maybe storage credentials).
+    await writeFile(this.#configPath, this.#configText, { mode: 0o600 });
+    await chmod(this.#configPath, 0o600);
   }
 
   stop(): Promise<void> {
@@ -395,7 +233,6 @@ export class RegistryProcess extends EventEmitter {
       // From the first answer on, a crash means restart (a failed first start is the caller's to report).
       this.#supervising = true;
       this.#log.info({ url: this.url, pid: child.pid }, 'registry is ready');
-      this.emit('ready', this.url);
       return;
     }
     if (ready === 'timeout') {
@@ -420,13 +257,13 @@ export class RegistryProcess extends EventEmitter {
   #startFailure(end: ChildEnd | undefined): Error {
     const { binary } = this.#options;
     if (this.#stopping) return new Error('registry stopped before it became ready');
-    if (end?.spawnError) return new ConfigError('registry', `cannot run ${binary} (${end.spawnError.message})`);
+    if (end?.spawnError) return new ConfigError(settingName('registry_bin'), `cannot run ${binary} (${end.spawnError.message})`);
     const what = end
       ? `${binary} ${describeEnd(end)} before answering on ${this.url}/v2/`
       : `${binary} did not answer on ${this.url}/v2/ within ${this.#options.startTimeoutMs ?? 30_000} ms`;
     const output = withoutStackTraces(this.#recentOutput);
     const shown = output.length > 0 ? `; its last output:\n${output.join('\n')}` : '';
-    return new ConfigError('registry', `${what} (config ${this.#configPath})${shown}`);
+    return new ConfigError('embedded registry', `${what} (config ${this.#configPath})${shown}`);
   }
 
   #forwardOutput(stream: Readable): void {
@@ -445,21 +282,34 @@ export class RegistryProcess extends EventEmitter {
     if (running !== this.#current || !this.#supervising || this.#stopping) return;
     const uptimeMs = running.readyAt === undefined ? 0 : Date.now() - running.readyAt;
     if (uptimeMs >= stableUptimeMs) this.#consecutiveCrashes = 0;
-    const base = this.#options.restartDelayMs ?? 1000;
-    const ceiling = this.#options.maxRestartDelayMs ?? 30_000;
-    const delayMs = Math.min(base * 2 ** this.#consecutiveCrashes, ceiling);
-    this.#consecutiveCrashes += 1;
+    const delayMs = this.#scheduleRestart();
     this.#log.warn(
       { code: end.code, signal: end.signal, uptimeMs, restartInMs: delayMs, lastOutput: this.#recentOutput.slice(-5) },
       `registry ${describeEnd(end)} unexpectedly; restarting`,
     );
-    this.emit('exit', end.code, end.signal);
-    this.#restartTimer = setTimeout(() => this.#restart(), delayMs);
   }
 
-  #restart(): void {
+  /** Schedules the next attempt, each consecutive one later than the last; returns the delay. */
+  #scheduleRestart(): number {
+    const base = this.#options.restartDelayMs ?? 1000;
+    const ceiling = this.#options.maxRestartDelayMs ?? 30_000;
+    const delayMs = Math.min(base * 2 ** this.#consecutiveCrashes, ceiling);
+    this.#consecutiveCrashes += 1;
+    this.#restartTimer = setTimeout(() => void this.#restart(), delayMs);
+    return delayMs;
+  }
+
+  async #restart(): Promise<void> {
     if (this.#stopping) return;
-    this.emit('restart', this.#consecutiveCrashes);
+    try {
+      // Exactly as first started: same port, same config, whatever has happened to the file since.
+      await this.#writeConfig();
+    } catch (error) {
+      if (this.#stopping) return;
+      const delayMs = this.#scheduleRestart();
+      this.#log.error({ err: (error as Error).message, file: this.#configPath, restartInMs: delayMs }, 'cannot write the registry config; retrying');
+      return;
+    }
     // A failed attempt ends its child, and #onChildEnd schedules the next one with a longer delay.
     this.#launch().catch((error: Error) => {
       this.#log.debug({ err: error.message }, 'registry restart attempt failed');

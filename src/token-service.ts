@@ -2,8 +2,9 @@
 
 import express, { type Request, type Response } from 'express';
 import { formatScope, grantFor, parseScopes, type Access, type Authorizer, type Identity } from './access.js';
+import { describeDenials } from './denial-log.js';
 import { RegistryError } from './errors.js';
-import { identifyBasicCaller, identityOfPassword, logIn, type LoginServices } from './login.js';
+import { anonymousName, identifyBasicCaller, identityOfPassword, logIn, type LoginLog, type LoginServices } from './login.js';
 import { TokenError, type TokenAuthority } from './token.js';
 import { queryOf } from './v2-route.js';
 
@@ -16,6 +17,7 @@ export interface TokenServiceOptions {
 
 interface TokenGrant {
   identity: Identity;
+  requested: Access[];
   granted: Access[];
   refreshToken: string | undefined;
 }
@@ -35,22 +37,30 @@ export function createTokenRouter(options: TokenServiceOptions): express.Router 
   };
 
   /** A refresh token is good while its user exists with the same password; it is never rotated. */
-  const identityFromRefreshToken = (refreshToken: string): Identity => {
+  const identityFromRefreshToken = (refreshToken: string, log: LoginLog): Identity => {
     let claims;
     try {
       claims = options.tokens.verifyRefreshToken(refreshToken);
     } catch (error) {
-      if (error instanceof TokenError) throw new RegistryError('UNAUTHORIZED', 'invalid refresh token');
-      throw error;
+      if (!(error instanceof TokenError)) throw error;
+      log.reason = error.reason === 'expired' ? 'refresh token expired' : 'invalid refresh token';
+      throw new RegistryError('UNAUTHORIZED', 'invalid refresh token');
     }
+    log.user = claims.subject;
     const identity = identityOfPassword(options.logins.users, claims.subject, claims.credentialFingerprint);
-    if (!identity) throw new RegistryError('UNAUTHORIZED', 'refresh token no longer valid: log in again');
+    if (!identity) {
+      log.reason = 'credential revoked';
+      throw new RegistryError('UNAUTHORIZED', 'refresh token no longer valid: log in again');
+    }
     return identity;
   };
 
   const respond = (res: Response, grant: TokenGrant, shape: 'get' | 'post') => {
     const issued = options.tokens.issue(grant.identity.user ?? '', grant.granted, grant.identity.credential);
-    res.locals.user = grant.identity.user ?? '';
+    res.locals.user = grant.identity.user ?? anonymousName;
+    // A partial grant is a normal answer, but the operator still learns what was left out and why.
+    const denied = describeDenials(options.authorizer, grant.identity, grant.requested, grant.granted, 'rules');
+    if (denied.length > 0) res.locals.denied = denied;
     res.set('Cache-Control', 'no-store');
     const body: Record<string, unknown> =
       shape === 'get'
@@ -62,14 +72,22 @@ export function createTokenRouter(options: TokenServiceOptions): express.Router 
 
   router.get('/', async (req, res) => {
     const query = queryOf(req.originalUrl);
-    const request = { authorization: req.headers.authorization, address: req.socket.remoteAddress };
+    const request = { authorization: req.headers.authorization, address: req.socket.remoteAddress, log: res.locals as LoginLog, gone: () => req.socket.destroyed };
     const identity = await identifyBasicCaller(options.logins, options.authorizer, request, options.publicOrigin(req));
-    const granted = grantFor(options.authorizer, identity, parseScopes(query.getAll('scope')));
+    const requested = parseScopes(query.getAll('scope'));
+    const granted = grantFor(options.authorizer, identity, requested);
     const offline = query.get('offline_token') === 'true';
-    respond(res, { identity, granted, refreshToken: offline ? refreshTokenFor(identity) : undefined }, 'get');
+    respond(res, { identity, requested, granted, refreshToken: offline ? refreshTokenFor(identity) : undefined }, 'get');
   });
 
-  router.post('/', express.urlencoded({ extended: false, limit: '16kb', parameterLimit: 20 }), async (req, res) => {
+  // The credentials are in the form: until they are read, the log names no user (not even anonymous).
+  const credentialsInBody = (_req: Request, res: Response, next: express.NextFunction) => {
+    res.locals.user = null;
+    next();
+  };
+
+  router.post('/', credentialsInBody, express.urlencoded({ extended: false, limit: '16kb', parameterLimit: 20 }), async (req, res) => {
+    const log = res.locals as LoginLog;
     const form = (req.body ?? {}) as Record<string, unknown>;
     const field = (name: string): string | undefined => {
       const value = form[name];
@@ -86,19 +104,20 @@ export function createTokenRouter(options: TokenServiceOptions): express.Router 
       const user = field('username');
       const password = field('password');
       if (!user || password === undefined) throw badRequest('username and password are required');
-      identity = await logIn(options.logins, { user, password }, req.socket.remoteAddress, options.publicOrigin(req));
+      identity = await logIn(options.logins, { user, password }, req.socket.remoteAddress, options.publicOrigin(req), log, () => req.socket.destroyed);
       refreshToken = offline ? refreshTokenFor(identity) : undefined;
     } else if (grantType === 'refresh_token') {
       const presentedRefreshToken = field('refresh_token');
       if (!presentedRefreshToken) throw badRequest('refresh_token is required');
-      identity = identityFromRefreshToken(presentedRefreshToken);
+      identity = identityFromRefreshToken(presentedRefreshToken, log);
       // Handed back unchanged: a rotated refresh token breaks clients that keep the first one.
       refreshToken = offline ? presentedRefreshToken : undefined;
     } else {
       throw badRequest('grant_type must be password or refresh_token');
     }
-    const granted = grantFor(options.authorizer, identity, parseScopes([field('scope') ?? '']));
-    respond(res, { identity, granted, refreshToken }, 'post');
+    const requested = parseScopes([field('scope') ?? '']);
+    const granted = grantFor(options.authorizer, identity, requested);
+    respond(res, { identity, requested, granted, refreshToken }, 'post');
   });
 
   router.all('/', (req) => {

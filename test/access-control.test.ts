@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createCiToken, revokeCiToken } from '../src/ci-tokens.js';
-import { removeUser } from '../src/htpasswd.js';
+import { addUser, removeUser } from '../src/htpasswd.js';
 import { basic, fetchToken, request, startTestGateway, type TestGateway } from './helpers/gateway.js';
 import { buildOciImage, type TestImage } from './helpers/oci-image.js';
 import { skopeoCopy, skopeoInspectDigest, skopeoLogin } from './helpers/skopeo.js';
@@ -97,6 +97,7 @@ describe('access control (token mode)', () => {
   });
 
   test('a CI token pushes where its scope and the rules allow, and stops working once revoked', async () => {
+    await addUser(gw.htpasswd, 'ci', 'ci-password', 4); // a CI token works only for a user in htpasswd
     const created = await createCiToken(path.join(gw.dir, 'htpasswd', 'ci-tokens.json'), {
       user: 'ci',
       scopes: [
@@ -189,13 +190,10 @@ describe('access control (token mode)', () => {
 
   test('failed logins are throttled per user and address; the right password still gets in at once', async () => {
     const attempt = (password: string) => request(gw, 'GET', '/token?service=registry-gateway', { headers: { Authorization: basic('bob', password) } });
-    for (let i = 0; i < 6; i++) assert.equal((await attempt('guess')).status, 401);
-    const burst = await Promise.all([attempt('guess'), attempt('guess'), attempt('guess')]);
-    const statuses = burst.map((res) => res.status).sort();
-    assert.ok(statuses.includes(429), `parallel guesses are refused: ${statuses}`);
-    const limited = burst.find((res) => res.status === 429)!;
-    assert.equal(limited.json().errors[0].code, 'TOOMANYREQUESTS');
-    assert.match(String(limited.headers['retry-after']), /^\d+$/);
+    for (let i = 0; i < 6; i++) assert.equal((await attempt(`guess ${i}`)).status, 401);
+    // Past the free failures, parallel guesses are checked one at a time and answered late, not refused.
+    const burst = await Promise.all([attempt('guess a'), attempt('guess b'), attempt('guess c')]);
+    assert.deepEqual(burst.map((res) => res.status), [401, 401, 401]);
     assert.equal((await attempt('bob-password')).status, 200);
     assert.equal((await request(gw, 'GET', '/token?service=registry-gateway', { headers: { Authorization: basic('alice', 'alice-password') } })).status, 200);
   });

@@ -5,7 +5,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import type { Access } from '../src/access.js';
+import { covers, grantFor, type Access, type Identity } from '../src/access.js';
 import { AccessFileError, AllowAuthenticated, loadAccessFile, parseAccessFile, type RuleSet } from '../src/access-rules.js';
 
 const rulesFrom = (yaml: string): RuleSet => parseAccessFile(yaml, 'test.yml').rules;
@@ -18,6 +18,17 @@ function granted(rules: RuleSet, user: string | null, name: string, requested: s
   const result = rules.grant({ user }, [repo(name, ...requested)]);
   assert.ok(result.length <= 1);
   return result[0]?.actions ?? [];
+}
+
+/** Whether the gateway lets `identity` pull `name`: the decision path the gate and the filtered catalog use. */
+function mayPull(rules: RuleSet, identity: Identity, name: string): boolean {
+  const wanted = [repo(name, 'pull')];
+  return covers(grantFor(rules, identity, wanted), wanted);
+}
+
+/** Whether the gateway lets `identity` list the whole catalog. */
+function hasCatalog(rules: RuleSet, identity: Identity): boolean {
+  return covers(grantFor(rules, identity, [catalog]), [catalog]);
 }
 
 const label = (user: string | null) => (user === null ? '(anonymous)' : JSON.stringify(user));
@@ -162,18 +173,27 @@ describe('grant on a team setup', () => {
     assert.deepEqual(rules.grant({ user: 'ada' }, [catalog]), [catalog]);
     assert.deepEqual(rules.grant({ user: 'bob' }, [catalog]), []);
     assert.deepEqual(rules.grant({ user: null }, [catalog]), []);
-    assert.equal(rules.hasCatalog({ user: 'ada' }), true);
-    assert.equal(rules.hasCatalog({ user: 'bob' }), false);
+    assert.equal(hasCatalog(rules, { user: 'ada' }), true);
+    assert.equal(hasCatalog(rules, { user: 'bob' }), false);
   });
 
-  it('answers mayPull, allowsAnonymous and groupsOf', () => {
-    assert.equal(rules.mayPull({ user: 'bob' }, 'app/web'), true);
-    assert.equal(rules.mayPull({ user: 'bob' }, 'secret/x'), false);
-    assert.equal(rules.mayPull({ user: null }, 'public/x'), true);
-    assert.equal(rules.mayPull({ user: 'ada' }, 'Bad/Name'), false);
+  it('decides pulls, anonymous access and groups', () => {
+    assert.equal(mayPull(rules, { user: 'bob' }, 'app/web'), true);
+    assert.equal(mayPull(rules, { user: 'bob' }, 'secret/x'), false);
+    assert.equal(mayPull(rules, { user: null }, 'public/x'), true);
+    assert.equal(mayPull(rules, { user: 'ada' }, 'Bad/Name'), false);
     assert.equal(rules.allowsAnonymous(), true);
     assert.deepEqual(rules.groupsOf('carol'), ['developers']);
     assert.deepEqual(rules.groupsOf('nobody'), []);
+  });
+
+  it("never lets a CI token pull or list beyond its scopes, whatever its user's rules allow", () => {
+    const ciOfAda: Identity = { user: 'ada', credential: 'ci:abcdefghijkl', scopeLimit: [repo('app/web', 'pull')] };
+    assert.equal(mayPull(rules, { user: 'ada' }, 'secret/x'), true);
+    assert.equal(mayPull(rules, ciOfAda, 'secret/x'), false);
+    assert.equal(mayPull(rules, ciOfAda, 'app/web'), true);
+    assert.equal(hasCatalog(rules, { user: 'ada' }), true);
+    assert.equal(hasCatalog(rules, ciOfAda), false);
   });
 
   it('keeps personal namespaces apart when users alternate', () => {
@@ -200,13 +220,13 @@ describe('deny precedence', () => {
     const rules = rulesFrom('rules:\n  - users: [bob]\n    repositories: ["**"]\n    actions: ["*", catalog]\n  - users: [authenticated]\n    repositories: ["x/**"]\n    actions: ["*"]\n    effect: deny\n');
     assert.deepEqual(granted(rules, 'bob', 'x/y', ['*']), []);
     assert.deepEqual(granted(rules, 'bob', 'y', ['*']), ['delete', 'pull', 'push']);
-    assert.equal(rules.hasCatalog({ user: 'bob' }), true);
+    assert.equal(hasCatalog(rules, { user: 'bob' }), true);
   });
 
   it('a deny of catalog takes the catalog', () => {
     const rules = rulesFrom('rules:\n  - users: [authenticated]\n    actions: [catalog]\n  - users: [bob]\n    actions: [catalog]\n    effect: deny\n');
-    assert.equal(rules.hasCatalog({ user: 'alice' }), true);
-    assert.equal(rules.hasCatalog({ user: 'bob' }), false);
+    assert.equal(hasCatalog(rules, { user: 'alice' }), true);
+    assert.equal(hasCatalog(rules, { user: 'bob' }), false);
   });
 
   it('a deny naming anonymous does not make anonymous access possible', () => {
@@ -222,7 +242,7 @@ describe('hostile names', () => {
   for (const name of invalidNames) {
     it(`grants nothing on ${JSON.stringify(name.slice(0, 40))}${name.length > 40 ? '...' : ''}`, () => {
       assert.deepEqual(granted(rules, 'alice', name, ['*', 'pull', 'push', 'delete']), []);
-      assert.equal(rules.mayPull({ user: 'alice' }, name), false);
+      assert.equal(mayPull(rules, { user: 'alice' }, name), false);
       assert.equal(rules.explain({ user: 'alice' }, 'pull', name).allowed, false);
     });
   }
@@ -452,16 +472,16 @@ describe('AllowAuthenticated', () => {
 
   it('grants every authenticated user everything asked for', () => {
     assert.deepEqual(rules.grant({ user: 'bob' }, [repo('app', 'push', 'pull'), repo('x/y', '*'), catalog]), [repo('app', 'pull', 'push'), repo('x/y', 'delete', 'pull', 'push'), catalog]);
-    assert.equal(rules.mayPull({ user: 'bob' }, 'x'), true);
-    assert.equal(rules.hasCatalog({ user: 'bob' }), true);
+    assert.equal(mayPull(rules, { user: 'bob' }, 'x'), true);
+    assert.equal(hasCatalog(rules, { user: 'bob' }), true);
     assert.equal(rules.explain({ user: 'bob' }, 'delete', 'x').reason, 'no access file: every authenticated user may do everything');
   });
 
   it('grants anonymous callers nothing', () => {
     assert.deepEqual(rules.grant({ user: null }, [repo('app', 'pull'), catalog]), []);
     assert.equal(rules.allowsAnonymous(), false);
-    assert.equal(rules.mayPull({ user: null }, 'x'), false);
-    assert.equal(rules.hasCatalog({ user: null }), false);
+    assert.equal(mayPull(rules, { user: null }, 'x'), false);
+    assert.equal(hasCatalog(rules, { user: null }), false);
     assert.equal(rules.explain({ user: null }, 'pull', 'x').allowed, false);
   });
 
@@ -511,8 +531,8 @@ describe('access.example.yml', async () => {
   }
 
   it('gives the catalog to admins, anonymous a token, and keeps release tags', () => {
-    assert.equal(rules.hasCatalog({ user: 'alice' }), true);
-    assert.equal(rules.hasCatalog({ user: 'bob' }), false);
+    assert.equal(hasCatalog(rules, { user: 'alice' }), true);
+    assert.equal(hasCatalog(rules, { user: 'bob' }), false);
     assert.equal(rules.allowsAnonymous(), true);
     assert.equal(rules.isImmutableTag('app/web', '1.4.0'), true);
     assert.equal(rules.isImmutableTag('app/web', 'release-2024'), true);

@@ -1,4 +1,4 @@
-// Tests for password checks: bcrypt in worker threads, the success cache and its invalidation, unknown users.
+// Tests for password checks: bcrypt in worker threads shared fairly between sources, the success cache and its invalidation, unknown users.
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
-import { Authenticator, PasswordChecker } from '../src/authenticator.js';
+import { Authenticator, PasswordChecker, type PasswordCheckerOptions } from '../src/authenticator.js';
 import { RegistryError } from '../src/errors.js';
 import { UserStore } from '../src/htpasswd.js';
 
@@ -19,13 +19,15 @@ async function apacheHash(password: string, cost: number): Promise<string> {
   return stdout.trim().slice('user:'.length);
 }
 
-/** Counts the bcrypt comparisons that actually reach the pool. */
+/** Counts the bcrypt comparisons that actually reach the pool, and whose turn they waited for. */
 class CountingChecker extends PasswordChecker {
   readonly verified: string[] = [];
+  readonly sources: string[] = [];
 
-  override verify(password: string, hash: string): Promise<boolean> {
+  override verify(password: string, hash: string, source?: string): Promise<boolean> {
     this.verified.push(hash);
-    return super.verify(password, hash);
+    this.sources.push(source ?? 'local');
+    return super.verify(password, hash, source);
   }
 }
 
@@ -41,7 +43,7 @@ async function writeUsers(file: string, lines: Record<string, string>): Promise<
   await writeFile(file, Object.entries(lines).map(([user, hash]) => `${user}:${hash}\n`).join(''));
 }
 
-function checkerFor(t: TestContext, options?: { maxThreads?: number; maxQueue?: number }): CountingChecker {
+function checkerFor(t: TestContext, options?: PasswordCheckerOptions): CountingChecker {
   const checker = new CountingChecker(options);
   t.after(() => checker.close());
   return checker;
@@ -86,6 +88,31 @@ describe('PasswordChecker', () => {
     );
     assert.deepEqual(await Promise.all(accepted), [true, true]);
     assert.equal(await small.verify('pw', slowHash), true); // room again once the queue drained
+  });
+
+  it('takes turns between sources: 300 checks from one address neither starve nor refuse another', async (t) => {
+    const fair = checkerFor(t, { maxThreads: 1 });
+    const slowHash = await checker.hash('pw', 8);
+    const finished: string[] = [];
+    const flood = Array.from({ length: 300 }, (_, i) =>
+      fair.verify(`guess ${i}`, slowHash, '203.0.113.9').then(
+        () => void finished.push('flood'),
+        (error: unknown) => {
+          assert.ok(error instanceof RegistryError && error.code === 'TOOMANYREQUESTS', String(error));
+          return 'refused';
+        },
+      ),
+    );
+    const alice = fair.verify('pw', slowHash, '198.51.100.7').then((matches) => {
+      finished.push('alice');
+      return matches;
+    });
+    assert.equal(await alice, true);
+    const outcomes = await Promise.all(flood);
+    const refused = outcomes.filter((outcome) => outcome === 'refused').length;
+    assert.equal(refused, 300 - 1 - 16, 'one runs, sixteen wait, the rest of that source is refused');
+    // Ahead of alice: the flood's running check and its next turn, not its other fifteen waiting.
+    assert.ok(finished.indexOf('alice') <= 2, `alice waited for ${finished.indexOf('alice')} checks`);
   });
 
   it('keeps the event loop running while bcrypt works', async () => {
@@ -197,6 +224,30 @@ describe('Authenticator', () => {
     assert.equal(await authenticator.authenticate('mallory', 'guess'), 'unknown-user');
     assert.equal(checker.verified.length, 2);
     for (const hash of checker.verified) assert.match(hash, /^\$2y\$05\$[./A-Za-z0-9]{53}$/);
+  });
+
+  it('makes unknown users wait in their own source\'s turn and share identical checks, exactly like known users', async (t) => {
+    const { store } = await storeWith(t, { alice: hashes.alice });
+    const checker = checkerFor(t);
+    const authenticator = new Authenticator(store, checker);
+    const unknown = await Promise.all(Array.from({ length: 6 }, () => authenticator.authenticate('mallory', 'guess', '203.0.113.9')));
+    assert.deepEqual(new Set(unknown), new Set(['unknown-user']));
+    const known = await Promise.all(Array.from({ length: 6 }, () => authenticator.authenticate('alice', 'guess', '203.0.113.9')));
+    assert.deepEqual(new Set(known), new Set(['wrong-password']));
+    assert.deepEqual(checker.sources, ['203.0.113.9', '203.0.113.9'], 'one bcrypt run each, in the caller\'s turn');
+  });
+
+  it('remembers a verified password only while it is fresh and the hash unchanged', async (t) => {
+    const { store, file } = await storeWith(t, { alice: hashes.alice });
+    const authenticator = new Authenticator(store, checkerFor(t), { cacheTtlMs: 3_600_000 });
+    assert.equal(authenticator.remembers('alice', 'alice-pw'), false);
+    assert.equal(await authenticator.authenticate('alice', 'alice-pw'), 'ok');
+    assert.equal(authenticator.remembers('alice', 'alice-pw'), true);
+    assert.equal(authenticator.remembers('alice', 'alice-pw!'), false);
+    assert.equal(authenticator.remembers('bob', 'alice-pw'), false);
+    await writeUsers(file, { alice: hashes.aliceNew });
+    await store.reload();
+    assert.equal(authenticator.remembers('alice', 'alice-pw'), false);
   });
 
   it('accepts passwords over 72 bytes as htpasswd -B stored them, refuses huge ones unchecked', async (t) => {

@@ -13,16 +13,17 @@ import {
   createCertificates,
   defaultHosts,
   ensureTokenSigningKey,
-  trustInstructions,
   validateHost,
   type CertificateFiles,
 } from '../src/certs.js';
 import { CliError } from '../src/errors.js';
+import { containerdHostsToml, trustInstructions } from '../src/trust.js';
 
 const execFileAsync = promisify(execFile);
 
 const REQUESTED_HOSTS = ['localhost', '127.0.0.1', '::1', 'Registry.Example.test', '2001:db8::42'];
-const FILE_NAMES = ['ca.crt', 'ca.key', 'server.crt', 'server.key', 'token.crt', 'token.key'];
+/** What the gateway reads; the CA key lives apart, in ca/ beside it. */
+const FILE_NAMES = ['ca.crt', 'server.crt', 'server.key', 'token.crt', 'token.key'];
 const DAY_MS = 24 * 60 * 60 * 1000;
 const SERVER_AUTH_OID = '1.3.6.1.5.5.7.3.1';
 
@@ -30,10 +31,15 @@ let root: string;
 let files: CertificateFiles;
 let otherFiles: CertificateFiles;
 
+/** A certificate folder of its own, with the default CA folder (ca/ beside it) of its own too. */
+function certDir(name: string): string {
+  return path.join(root, name, 'certs');
+}
+
 before(async () => {
   root = await fs.mkdtemp(path.join(os.tmpdir(), 'gateway-certs-test-'));
-  files = await createCertificates({ dir: path.join(root, 'main'), hosts: REQUESTED_HOSTS });
-  otherFiles = await createCertificates({ dir: path.join(root, 'other'), hosts: ['localhost', '127.0.0.1'] });
+  files = await createCertificates({ dir: certDir('main'), hosts: REQUESTED_HOSTS });
+  otherFiles = await createCertificates({ dir: certDir('other'), hosts: ['localhost', '127.0.0.1'] });
 });
 
 after(async () => {
@@ -47,6 +53,7 @@ async function readCertificate(file: string): Promise<X509Certificate> {
 async function readAll(dir: string): Promise<Map<string, Buffer>> {
   const contents = new Map<string, Buffer>();
   for (const name of FILE_NAMES) contents.set(name, await fs.readFile(path.join(dir, name)));
+  contents.set('ca.key', await fs.readFile(path.join(dir, '..', 'ca', 'ca.key')));
   return contents;
 }
 
@@ -73,19 +80,23 @@ function isCliErrorMatching(expected: RegExp | string): (error: unknown) => bool
 }
 
 describe('createCertificates', () => {
-  test('reports absolute paths of all six files in the folder and what it created', () => {
-    assert.equal(files.dir, path.join(root, 'main'));
+  test('reports absolute paths of all six files, the CA key in ca/ beside the folder, and what it created', () => {
+    assert.equal(files.dir, certDir('main'));
     assert.ok(path.isAbsolute(files.caCert));
+    assert.equal(files.caCert, path.join(files.dir, 'ca.crt'));
+    assert.equal(files.caKey, path.join(root, 'main', 'ca', 'ca.key'));
     assert.equal(files.serverKey, path.join(files.dir, 'server.key'));
     assert.equal(files.tokenCert, path.join(files.dir, 'token.crt'));
+    assert.equal(files.movedCaKeyFrom, undefined);
     assert.deepEqual(
       { ca: files.createdCa, server: files.createdServer, token: files.createdToken },
       { ca: true, server: true, token: true },
     );
   });
 
-  test('leaves exactly the six PEM files, no temporary files', async () => {
+  test('leaves exactly the five PEM files the gateway reads, the CA key apart, no temporary files', async () => {
     assert.deepEqual((await fs.readdir(files.dir)).sort(), [...FILE_NAMES].sort());
+    assert.deepEqual(await fs.readdir(files.caDir), ['ca.key']);
   });
 
   test('the CA is a self-signed CA whose name carries this machine hostname', async () => {
@@ -126,7 +137,7 @@ describe('createCertificates', () => {
   });
 
   test('a shorter lifetime is honoured', async () => {
-    const short = await createCertificates({ dir: path.join(root, 'short'), hosts: ['localhost'], validDays: 30 });
+    const short = await createCertificates({ dir: certDir('short'), hosts: ['localhost'], validDays: 30 });
     const server = await readCertificate(short.serverCert);
     assert.equal(Date.parse(server.validTo) - Date.parse(server.validFrom), 30 * DAY_MS);
   });
@@ -158,7 +169,7 @@ describe('createCertificates', () => {
   });
 
   test('a wildcard name covers one label below it only', async () => {
-    const wildcard = await createCertificates({ dir: path.join(root, 'wildcard'), hosts: ['*.apps.example.test'] });
+    const wildcard = await createCertificates({ dir: certDir('wildcard'), hosts: ['*.apps.example.test'] });
     const server = await readCertificate(wildcard.serverCert);
     assert.equal(server.checkHost('shop.apps.example.test'), '*.apps.example.test');
     assert.equal(server.checkHost('a.b.apps.example.test'), undefined);
@@ -181,7 +192,7 @@ describe('createCertificates', () => {
     const previous = process.umask(0o000);
     let permissive: CertificateFiles;
     try {
-      permissive = await createCertificates({ dir: path.join(root, 'umask'), hosts: ['localhost'] });
+      permissive = await createCertificates({ dir: certDir('umask'), hosts: ['localhost'] });
     } finally {
       process.umask(previous);
     }
@@ -191,11 +202,12 @@ describe('createCertificates', () => {
     for (const cert of [permissive.caCert, permissive.serverCert, permissive.tokenCert]) {
       assert.equal(await fileMode(cert), 0o644, cert);
     }
+    assert.equal(await fileMode(permissive.caDir), 0o700, 'the CA folder is private');
     for (const key of [files.caKey, files.serverKey, files.tokenKey]) assert.equal(await fileMode(key), 0o600, key);
   });
 
   test('a second run without force is refused naming --force and changes nothing', async () => {
-    const dir = path.join(root, 'twice');
+    const dir = certDir('twice');
     await createCertificates({ dir, hosts: ['localhost'] });
     const before = await readAll(dir);
     await assert.rejects(
@@ -206,12 +218,12 @@ describe('createCertificates', () => {
   });
 
   test('force replaces the server certificate but keeps the CA and the token key', async () => {
-    const dir = path.join(root, 'force');
-    const first = await createCertificates({ dir, hosts: ['localhost'] });
+    const dir = certDir('force');
+    const first = await createCertificates({ dir, hosts: ['localhost', 'registry.example.test'] });
     const before = await readAll(dir);
     const caBefore = await readCertificate(first.caCert);
 
-    const second = await createCertificates({ dir, hosts: ['localhost', 'registry.example.test'], force: true });
+    const second = await createCertificates({ dir, hosts: ['registry.example.test', 'localhost'], force: true });
     assert.deepEqual(
       { ca: second.createdCa, server: second.createdServer, token: second.createdToken },
       { ca: false, server: true, token: false },
@@ -231,24 +243,26 @@ describe('createCertificates', () => {
   });
 
   test('a CA certificate without its key is refused, naming the missing file', async () => {
-    const dir = path.join(root, 'half-ca');
-    await fs.mkdir(dir);
+    const dir = certDir('half-ca');
+    await fs.mkdir(dir, { recursive: true });
     await fs.copyFile(files.caCert, path.join(dir, 'ca.crt'));
-    await assert.rejects(createCertificates({ dir, hosts: ['localhost'] }), isCliErrorMatching(/ca\.key/));
+    await assert.rejects(createCertificates({ dir, hosts: ['localhost'] }), isCliErrorMatching(/ca\/ca\.key/));
     assert.deepEqual(await fs.readdir(dir), ['ca.crt']);
+    assert.deepEqual(await fs.readdir(path.dirname(dir)), ['certs']);
   });
 
   test('a CA key that does not belong to ca.crt is refused', async () => {
-    const dir = path.join(root, 'mismatched-ca');
+    const dir = certDir('mismatched-ca');
+    await fs.mkdir(path.join(dir, '..', 'ca'), { recursive: true });
     await fs.mkdir(dir);
     await fs.copyFile(files.caCert, path.join(dir, 'ca.crt'));
-    await fs.copyFile(otherFiles.caKey, path.join(dir, 'ca.key'));
+    await fs.copyFile(otherFiles.caKey, path.join(dir, '..', 'ca', 'ca.key'));
     await assert.rejects(createCertificates({ dir, hosts: ['localhost'] }), isCliErrorMatching(/not the private key/));
-    assert.deepEqual((await fs.readdir(dir)).sort(), ['ca.crt', 'ca.key']);
+    assert.deepEqual(await fs.readdir(dir), ['ca.crt']);
   });
 
   test('an invalid host is refused before anything is written', async () => {
-    const dir = path.join(root, 'bad-host');
+    const dir = certDir('bad-host');
     await assert.rejects(
       createCertificates({ dir, hosts: ['localhost', 'bad host'] }),
       isCliErrorMatching(/"bad host"/),
@@ -382,7 +396,7 @@ describe('defaultHosts', () => {
 
 describe('trustInstructions', () => {
   test('names the real CA and token paths and each client store for HOST:PORT', () => {
-    const text = trustInstructions(files, 'registry.example.test:5443');
+    const text = trustInstructions({ hostPort: 'registry.example.test:5443', caCert: files.caCert, tokenCert: files.tokenCert });
     assert.ok(text.includes(files.caCert));
     assert.ok(text.includes('/etc/docker/certs.d/registry.example.test:5443/ca.crt'));
     assert.ok(text.includes('/etc/containers/certs.d/registry.example.test:5443/ca.crt'));
@@ -391,5 +405,13 @@ describe('trustInstructions', () => {
     assert.ok(text.includes('update-ca-certificates'));
     assert.ok(text.includes('rootcertbundle'));
     assert.ok(text.includes(files.tokenCert));
+  });
+
+  test('containerd: the hosts.toml to write, in full, and a ctr pull that reads it with --hosts-dir', () => {
+    const text = trustInstructions({ hostPort: 'registry.example.test:5443', caCert: 'certs/ca.crt' });
+    const folder = '/etc/containerd/certs.d/registry.example.test:5443';
+    assert.ok(text.includes(`sudo tee ${folder}/hosts.toml >/dev/null <<'EOF'\n${containerdHostsToml('registry.example.test:5443', `${folder}/ca.crt`)}EOF\n`), text);
+    assert.match(text, /sudo ctr images pull --hosts-dir \/etc\/containerd\/certs\.d --user NAME registry\.example\.test:5443\/REPOSITORY:TAG/);
+    assert.match(containerdHostsToml('h:1', '/x/ca.crt'), /^\[host\."https:\/\/h:1"\]\n {2}capabilities = \["pull", "resolve", "push"\]\n {2}ca = "\/x\/ca\.crt"$/m);
   });
 });

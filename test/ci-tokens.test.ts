@@ -6,16 +6,18 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import type { Access } from '../src/access.js';
+import { CiTokenStore, type KnownUsers } from '../src/ci-token-store.js';
 import {
-  CiTokenStore,
   createCiToken,
   isCiTokenCredential,
   listCiTokens,
   parseCiTokenScopes,
   parseTtl,
   revokeCiToken,
+  revokeCiTokensOfUser,
 } from '../src/ci-tokens.js';
-import { CliError } from '../src/errors.js';
+import { CliError, ConfigError } from '../src/errors.js';
+import { recordingLog } from './helpers/recording-log.js';
 
 async function tokenFile(t: TestContext): Promise<string> {
   const folder = await mkdtemp(path.join(tmpdir(), 'ci-tokens-test-'));
@@ -31,6 +33,9 @@ const secondsLater = (seconds: number) => new Date(created.getTime() + seconds *
 function secretOf(credential: string): string {
   return credential.slice('gwt_'.length + 12 + 1);
 }
+
+/** For tests about something else than whether the token's user exists. */
+const anyUser: KnownUsers = { has: () => true };
 
 function cliErrorMentioning(text: string) {
   return (error: unknown) => error instanceof CliError && error.message.includes(text);
@@ -85,7 +90,7 @@ describe('createCiToken and CiTokenStore.verify', () => {
       secretHash: token.record.secretHash,
       description: 'nightly build',
     });
-    const store = await CiTokenStore.load(file);
+    const store = await CiTokenStore.load(file, { users: anyUser });
     const verdict = store.verify('ci', token.credential, secondsLater(60));
     assert.deepEqual(verdict, { outcome: 'ok', record: token.record });
   });
@@ -94,7 +99,7 @@ describe('createCiToken and CiTokenStore.verify', () => {
     const file = await tokenFile(t);
     const token = await createCiToken(file, { user: 'ci', scopes: appPullPush, ttlSeconds: 3600, now: created });
     const other = await createCiToken(file, { user: 'ci', scopes: appPullPush, ttlSeconds: null, now: created });
-    const store = await CiTokenStore.load(file);
+    const store = await CiTokenStore.load(file, { users: anyUser });
     const secret = secretOf(token.credential);
     const flipped = secret.slice(0, -2) + (secret.at(-2) === 'A' ? 'B' : 'A') + secret.at(-1);
     const cases: [name: string, user: string, credential: string, at: Date][] = [
@@ -116,14 +121,14 @@ describe('createCiToken and CiTokenStore.verify', () => {
     const file = await tokenFile(t);
     const token = await createCiToken(file, { user: 'ci', scopes: appPullPush, ttlSeconds: null, now: created });
     assert.equal(token.record.expiresAt, null);
-    const store = await CiTokenStore.load(file);
+    const store = await CiTokenStore.load(file, { users: anyUser });
     assert.equal(store.verify('ci', token.credential, secondsLater(50 * 365 * 86_400))?.outcome, 'ok');
   });
 
   it('leaves a password that is not a CI credential to htpasswd (undefined)', async (t) => {
     const file = await tokenFile(t);
     await createCiToken(file, { user: 'ci', scopes: appPullPush, ttlSeconds: null });
-    const store = await CiTokenStore.load(file);
+    const store = await CiTokenStore.load(file, { users: anyUser });
     for (const password of ['', 'correct horse battery staple', 'gwt_short', 'eyJhbGciOiJSUzI1NiJ9.e30.sig']) {
       assert.equal(store.verify('ci', password), undefined, password);
     }
@@ -150,7 +155,7 @@ describe('createCiToken and CiTokenStore.verify', () => {
     assert.equal(new Set(tokens.map((token) => token.id)).size, 20);
     const listed = await listCiTokens(file);
     assert.deepEqual(listed.map((record) => record.id).sort(), tokens.map((token) => token.id).sort());
-    const store = await CiTokenStore.load(file);
+    const store = await CiTokenStore.load(file, { users: anyUser });
     tokens.forEach((token, index) => assert.equal(store.verify(`ci${index}`, token.credential)?.outcome, 'ok'));
   });
 
@@ -208,7 +213,7 @@ describe('revokeCiToken and reload', () => {
     const file = await tokenFile(t);
     const revoked = await createCiToken(file, { user: 'ci', scopes: appPullPush, ttlSeconds: null });
     const kept = await createCiToken(file, { user: 'ci', scopes: appPullPush, ttlSeconds: null });
-    const store = await CiTokenStore.load(file);
+    const store = await CiTokenStore.load(file, { users: anyUser });
     assert.equal(store.verify('ci', revoked.credential)?.outcome, 'ok');
 
     assert.equal(await revokeCiToken(file, revoked.id), true);
@@ -218,14 +223,14 @@ describe('revokeCiToken and reload', () => {
     assert.deepEqual(store.verify('ci', revoked.credential), { outcome: 'invalid' });
     assert.equal(store.verify('ci', kept.credential)?.outcome, 'ok');
 
-    const second = await CiTokenStore.load(file);
+    const second = await CiTokenStore.load(file, { users: anyUser });
     assert.deepEqual(second.verify('ci', revoked.credential), { outcome: 'invalid' });
     assert.deepEqual(second.list().map((record) => record.id), [kept.id]);
   });
 
   it('picks up tokens created after loading', async (t) => {
     const file = await tokenFile(t);
-    const store = await CiTokenStore.load(file);
+    const store = await CiTokenStore.load(file, { users: anyUser });
     assert.deepEqual(store.list(), []);
     const token = await createCiToken(file, { user: 'ci', scopes: appPullPush, ttlSeconds: null });
     assert.deepEqual(store.verify('ci', token.credential), { outcome: 'invalid' });
@@ -233,10 +238,11 @@ describe('revokeCiToken and reload', () => {
     assert.equal(store.verify('ci', token.credential)?.outcome, 'ok');
   });
 
-  it('keeps the last good set and throws when the file turns corrupt', async (t) => {
+  it('keeps the last good set and logs the file and reason when the file turns corrupt', async (t) => {
     const file = await tokenFile(t);
     const token = await createCiToken(file, { user: 'ci', scopes: appPullPush, ttlSeconds: null });
-    const store = await CiTokenStore.load(file);
+    const log = recordingLog();
+    const store = await CiTokenStore.load(file, { users: anyUser, logger: log });
     const good = JSON.parse(await readFile(file, 'utf8')) as { version: number; tokens: Record<string, unknown>[] };
     const corrupt: [name: string, text: string][] = [
       ['truncated JSON', '{ "version": 1, "tokens": [ {'],
@@ -249,11 +255,37 @@ describe('revokeCiToken and reload', () => {
     ];
     for (const [name, text] of corrupt) {
       await writeFile(file, text);
-      await assert.rejects(store.reload(), (error) => error instanceof CliError && error.message.includes(file), name);
-      await assert.rejects(CiTokenStore.load(file), CliError, name);
+      const errorsBefore = log.messages('error').length;
+      assert.equal(await store.reload(), false, name);
+      const logged = log.entries.filter((entry) => entry.level === 'error').slice(errorsBefore);
+      assert.equal(logged.length, 1, name);
+      assert.ok(String(logged[0]!.fields.err).includes(file), name);
+      await assert.rejects(
+        CiTokenStore.load(file, { users: anyUser }),
+        (error) => error instanceof ConfigError && error.message.startsWith(`GATEWAY_CI_TOKENS (ci_tokens): ${file}`),
+        name,
+      );
       assert.equal(store.verify('ci', token.credential)?.outcome, 'ok', name);
       assert.deepEqual(store.list(), [token.record], name);
     }
+  });
+
+  it('keeps the last good set when the file is deleted, and loads it when it comes back', async (t) => {
+    const file = await tokenFile(t);
+    const token = await createCiToken(file, { user: 'ci', scopes: appPullPush, ttlSeconds: null });
+    const log = recordingLog();
+    const store = await CiTokenStore.load(file, { users: anyUser, logger: log });
+    const saved = await readFile(file, 'utf8');
+    await rm(file);
+    assert.equal(await store.reload(), false);
+    assert.equal(await store.reload(), false);
+    assert.equal(store.verify('ci', token.credential)?.outcome, 'ok', 'deleting the file revokes nothing');
+    assert.equal(log.messages('error').length, 1, 'logged once, not on every reload');
+    assert.match(String(log.entries.find((entry) => entry.level === 'error')!.fields.err), /is missing/);
+    await writeFile(file, saved);
+    await revokeCiToken(file, token.id);
+    assert.equal(await store.reload(), true);
+    assert.deepEqual(store.verify('ci', token.credential), { outcome: 'invalid' });
   });
 
   it('never overwrites a corrupt file when creating or revoking', async (t) => {
@@ -271,7 +303,7 @@ describe('revokeCiToken and reload', () => {
     assert.deepEqual(await listCiTokens(file), []);
     assert.equal(await revokeCiToken(file, 'abcdefghijkl'), false);
     await assert.rejects(readFile(file), { code: 'ENOENT' }, 'revoking from a missing file creates nothing');
-    const store = await CiTokenStore.load(file);
+    const store = await CiTokenStore.load(file, { users: anyUser });
     assert.deepEqual(store.list(), []);
   });
 
@@ -283,14 +315,14 @@ describe('revokeCiToken and reload', () => {
     const token = await createCiToken(link, { user: 'ci', scopes: appPullPush, ttlSeconds: null });
     assert.equal((await lstat(link)).isSymbolicLink(), true);
     assert.equal((await listCiTokens(file)).length, 2);
-    const store = await CiTokenStore.load(link);
+    const store = await CiTokenStore.load(link, { users: anyUser });
     assert.equal(store.verify('ci', token.credential)?.outcome, 'ok');
   });
 
   it('list() and verify() hand out copies that cannot change what later checks grant', async (t) => {
     const file = await tokenFile(t);
     const token = await createCiToken(file, { user: 'ci', scopes: appPullPush, ttlSeconds: null });
-    const store = await CiTokenStore.load(file);
+    const store = await CiTokenStore.load(file, { users: anyUser });
     store.list()[0]!.scopes[0]!.actions.push('delete');
     const first = store.verify('ci', token.credential);
     assert.ok(first?.outcome === 'ok');
@@ -300,5 +332,40 @@ describe('revokeCiToken and reload', () => {
     assert.ok(again?.outcome === 'ok');
     assert.deepEqual(again.record.scopes, appPullPush);
     assert.equal(again.record.user, 'ci');
+  });
+});
+
+describe('CI tokens and their user', () => {
+  it('a token works only while its user exists, for new logins and for tokens already issued', async (t) => {
+    const file = await tokenFile(t);
+    const token = await createCiToken(file, { user: 'ci', scopes: appPullPush, ttlSeconds: null });
+    const users = new Set(['ci']);
+    const store = await CiTokenStore.load(file, { users });
+    assert.equal(store.verify('ci', token.credential)?.outcome, 'ok');
+    assert.deepEqual(store.activeScopes(token.id), appPullPush);
+    users.delete('ci');
+    assert.deepEqual(store.verify('ci', token.credential), { outcome: 'invalid' });
+    assert.equal(store.activeScopes(token.id), undefined);
+    users.add('ci');
+    assert.equal(store.verify('ci', token.credential)?.outcome, 'ok');
+  });
+
+  it('warns about tokens of users that do not exist when loading', async (t) => {
+    const file = await tokenFile(t);
+    await createCiToken(file, { user: 'ghost', scopes: appPullPush, ttlSeconds: null });
+    const log = recordingLog();
+    await CiTokenStore.load(file, { users: new Set(['ci']), logger: log });
+    assert.deepEqual(log.messages('warn'), ['CI tokens of user "ghost" do not work: there is no such user in htpasswd']);
+  });
+
+  it('revokeCiTokensOfUser removes every token of that user and no other', async (t) => {
+    const file = await tokenFile(t);
+    const mine = await Promise.all([1, 2].map(() => createCiToken(file, { user: 'ci', scopes: appPullPush, ttlSeconds: null })));
+    const other = await createCiToken(file, { user: 'deploy', scopes: appPullPush, ttlSeconds: null });
+    assert.equal(await revokeCiTokensOfUser(file, 'ci'), 2);
+    assert.deepEqual((await listCiTokens(file)).map((record) => record.id), [other.id]);
+    assert.equal(await revokeCiTokensOfUser(file, 'ci'), 0);
+    const store = await CiTokenStore.load(file, { users: anyUser });
+    for (const token of mine) assert.deepEqual(store.verify('ci', token.credential), { outcome: 'invalid' });
   });
 });

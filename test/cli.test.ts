@@ -85,8 +85,9 @@ describe('gateway serve: the quick start', () => {
   });
 
   test('first start creates a CA, a server certificate, a token key and an admin user, with private keys 0600', async () => {
-    for (const file of ['ca.crt', 'ca.key', 'server.crt', 'server.key', 'token.crt', 'token.key']) assert.ok(existsSync(path.join(dir, 'certs', file)), file);
-    for (const file of ['certs/ca.key', 'certs/server.key', 'certs/token.key', 'htpasswd/htpasswd']) {
+    for (const file of ['ca.crt', 'server.crt', 'server.key', 'token.crt', 'token.key']) assert.ok(existsSync(path.join(dir, 'certs', file)), file);
+    assert.ok(!existsSync(path.join(dir, 'certs', 'ca.key')), 'the CA key stays out of the folder the gateway reads');
+    for (const file of ['ca/ca.key', 'certs/server.key', 'certs/token.key', 'htpasswd/htpasswd']) {
       assert.equal((await stat(path.join(dir, file))).mode & 0o077, 0, `${file} is private`);
     }
     assert.match(await readFile(path.join(dir, 'htpasswd', 'htpasswd'), 'utf8'), /^admin:\$2y\$10\$/);
@@ -133,7 +134,7 @@ describe('gateway commands', () => {
     assert.equal(again.code, 1);
     assert.match(again.stderr, /--force/);
     assert.doesNotMatch(again.stderr, /at .*\.js:\d+/, 'no stack trace');
-    const forced = await gateway(['certs', '--dir', 'tls', '--host', 'other.example.com', '--force'], { cwd: dir });
+    const forced = await gateway(['certs', '--dir', 'tls', '--host', 'registry.example.com', '--force'], { cwd: dir });
     assert.equal(forced.code, 0, forced.stderr);
     const bad = await gateway(['certs', '--dir', 'tls2', '--host', 'https://x'], { cwd: dir });
     assert.notEqual(bad.code, 0);
@@ -161,6 +162,7 @@ describe('gateway commands', () => {
   });
 
   test('token create prints a credential once, list never shows secrets, revoke removes it', async () => {
+    assert.equal((await gateway(['user', 'add', 'ci', '--password-stdin', '--cost', '4'], { cwd: dir, input: 'ci-password' })).code, 0);
     const created = await gateway(['token', 'create', '--user', 'ci', '--scope', 'repository:app/web:pull,push', '--ttl', '30d', '--description', 'deploys'], { cwd: dir });
     assert.equal(created.code, 0, created.stderr);
     const credential = created.stdout.trim();

@@ -179,7 +179,7 @@ describe('docker-compose.yml', () => {
     const command = certs.command as string[];
     assert.deepEqual(command.slice(0, 3), ['certs', '--dir', 'certs']);
     assert.equal(command[command.indexOf('--host') + 1], registryHost);
-    assert.deepEqual(serviceMounts(certs).map((m) => [m.target, m.readOnly]), [['/srv/gateway/certs', false]]);
+    assert.deepEqual(serviceMounts(certs).map((m) => [m.target, m.readOnly]), [['/srv/gateway/certs', false], ['/srv/gateway/ca', false]]);
     assert.deepEqual(serviceMounts(user).map((m) => [m.target, m.readOnly]), [['/srv/gateway/htpasswd', false]]);
     assert.deepEqual(user.entrypoint, ['node', 'dist/src/cli.js', 'user']);
     const token = service(model, 'token');

@@ -179,7 +179,6 @@ describe('token mode', () => {
       ['/v2/Team/App/tags/list', 400, 'NAME_INVALID'],
       ['/v2/team\\app/tags/list', 400, 'NAME_INVALID'],
       ['/v2/team/app/manifests/bad%00tag', 400, 'NAME_INVALID'],
-      ['/v2/team/app/manifests/-bad', 400, 'MANIFEST_INVALID'],
       ['/v2/team/app/blobs/sha256:zz', 400, 'DIGEST_INVALID'],
       ['/v2/team/app/nonsense', 404, 'UNSUPPORTED'],
       ['/v2/' + 'a'.repeat(300) + '/tags/list', 400, 'NAME_INVALID'],
@@ -191,8 +190,13 @@ describe('token mode', () => {
     }
     const options = await request(gw, 'OPTIONS', '/v2/team/app/tags/list', { headers: auth });
     assertRegistryError(options, 405, 'UNSUPPORTED');
+    // A reference the registry's router does not match: its own 404, once the caller may pull the name.
+    const unrouted = await request(gw, 'GET', '/v2/team/app/manifests/-bad', { headers: auth });
+    assert.equal(unrouted.status, 404);
+    assert.equal(unrouted.body, '404 page not found\n');
+    // The registry is sent application/octet-stream for uploads, so a form body never becomes a mount.
     const form = await request(gw, 'POST', '/v2/team/app/blobs/uploads/', { headers: { ...auth, 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'from=other/secret&mount=sha256:' + 'c'.repeat(64) });
-    assertRegistryError(form, 400, 'UNSUPPORTED');
+    assert.equal(form.status, 202);
     const huge = await request(gw, 'GET', '/v2/', { headers: { ...auth, 'X-Padding': 'x'.repeat(32 * 1024) } });
     assert.equal(huge.status, 431);
     const elsewhere = await request(gw, 'GET', '/../../etc/passwd');
@@ -238,8 +242,14 @@ describe('token mode', () => {
     assert.equal(typeof tagsLine.duration_ms, 'number');
     const pushLine = requests.find((entry) => entry.method === 'PUT' && entry.path === '/v2/team/app/manifests/v1');
     assert.ok(pushLine, 'the skopeo push was logged');
+    // A failed login is logged with the name tried and the reason, and without the password tried.
+    assert.equal((await request(gw, 'GET', '/token', { headers: { Authorization: basic('alice', 'wrong-guess-1234') } })).status, 401);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const failed = gw.logLines.map((line) => JSON.parse(line)).findLast((entry) => entry.msg === 'request' && entry.status === 401 && entry.path === '/token');
+    assert.equal(failed.user, 'alice');
+    assert.equal(failed.reason, 'wrong password');
     const everything = gw.logLines.join('\n');
-    for (const secret of ['alice-password', 'bob-password', token.split('.')[2]!, Buffer.from('alice:alice-password').toString('base64')]) {
+    for (const secret of ['alice-password', 'bob-password', 'wrong-guess-1234', Buffer.from('alice:wrong-guess-1234').toString('base64'), token.split('.')[2]!, Buffer.from('alice:alice-password').toString('base64')]) {
       assert.ok(!everything.includes(secret), 'a secret reached the log');
     }
   });

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
-import { CliError } from '../src/errors.js';
+import { CliError, ConfigError } from '../src/errors.js';
 import {
   addUser,
   formatHtpasswd,
@@ -17,10 +17,12 @@ import {
   parseHtpasswd,
   readHtpasswdFile,
   removeUser,
+  requireUser,
   UserStore,
   validateUserName,
 } from '../src/htpasswd.js';
 import { readPassword } from '../src/prompt.js';
+import { recordingLog } from './helpers/recording-log.js';
 
 const run = promisify(execFile);
 
@@ -259,26 +261,41 @@ describe('UserStore', () => {
     const aliceBefore = store.credentialFingerprint('alice');
 
     await writeFile(file, `alice:${otherHash}\ncarol:${sampleHash}\n{SHA}junk\n`);
-    const problems = await store.reload();
-    assert.equal(problems.length, 1);
+    assert.equal(await store.reload(), true);
+    assert.equal(store.problems().length, 1);
     assert.deepEqual(store.users(), ['alice', 'carol']);
     assert.equal(store.hashOf('bob'), undefined);
+    assert.equal(store.has('bob'), false);
+    assert.equal(store.has('carol'), true);
     assert.equal(store.hashOf('alice'), otherHash);
     assert.equal(store.credentialFingerprint('bob'), undefined);
     assert.notEqual(store.credentialFingerprint('alice'), aliceBefore);
   });
 
-  it('keeps the last good map when the file cannot be read', async (t) => {
+  it('keeps the last good map when the file goes or cannot be read, logging each change of state once', async (t) => {
     const file = path.join(await temporaryFolder(t), 'htpasswd');
     await writeFile(file, `alice:${sampleHash}\n`);
-    const store = await UserStore.load(file);
+    const log = recordingLog();
+    const store = await UserStore.load(file, { logger: log });
     await rm(file);
-    await assert.rejects(store.reload(), { code: 'ENOENT' });
+    assert.equal(await store.reload(), false);
+    assert.equal(await store.reload(), false);
     assert.equal(store.hashOf('alice'), sampleHash);
     await mkdir(file);
-    await assert.rejects(store.reload(), { code: 'EISDIR' });
+    assert.equal(await store.reload(), false);
     assert.deepEqual(store.users(), ['alice']);
     assert.equal(store.hashOf('alice'), sampleHash);
+    const errors = log.entries.filter((entry) => entry.level === 'error');
+    assert.equal(errors.length, 2, 'one error when the file went, one when it turned into a folder');
+    assert.ok(errors.every((entry) => entry.fields.file === file));
+    assert.match(String(errors[0]!.fields.err), /is missing/);
+    assert.match(String(errors[1]!.fields.err), /EISDIR/);
+
+    await rm(file, { recursive: true });
+    await writeFile(file, `bob:${sampleHash}\n`);
+    assert.equal(await store.reload(), true);
+    assert.deepEqual(store.users(), ['bob']);
+    assert.match(log.messages('info').at(-1)!, /readable again/);
   });
 
   it('gives a stable 22-character fingerprint per hash', async (t) => {
@@ -292,8 +309,21 @@ describe('UserStore', () => {
     assert.ok(!fingerprint!.includes(sampleHash.slice(7, 29)));
   });
 
-  it('fails to load a missing file with ENOENT', async (t) => {
-    await assert.rejects(UserStore.load(path.join(await temporaryFolder(t), 'missing')), { code: 'ENOENT' });
+  it('refuses to load a missing or unreadable file, naming the setting and the file', async (t) => {
+    const folder = await temporaryFolder(t);
+    const missing = path.join(folder, 'missing');
+    await assert.rejects(UserStore.load(missing), (error) => error instanceof ConfigError && error.message === `GATEWAY_HTPASSWD (htpasswd): ${missing} does not exist`);
+    await assert.rejects(UserStore.load(folder), (error) => error instanceof ConfigError && error.message === `GATEWAY_HTPASSWD (htpasswd): cannot read ${folder} (EISDIR)`);
+  });
+});
+
+describe('requireUser', () => {
+  it('passes for a user in the file and names the file otherwise', async (t) => {
+    const file = path.join(await temporaryFolder(t), 'htpasswd');
+    await assert.rejects(requireUser(file, 'ghost'), (error) => error instanceof CliError && error.message.includes(`${file} does not exist`));
+    await writeFile(file, `alice:${sampleHash}\n`);
+    await requireUser(file, 'alice');
+    await assert.rejects(requireUser(file, 'ghost'), (error) => error instanceof CliError && error.message.startsWith(`no user "ghost" in ${file}; add the user first`));
   });
 });
 

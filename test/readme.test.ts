@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { parseAccessFile } from '../src/access-rules.js';
-import { settings } from '../src/config.js';
+import { settings, settingsMarkdownTable } from '../src/config.js';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 
@@ -13,6 +13,15 @@ describe('README', () => {
     for (const setting of settings) {
       assert.match(readme, new RegExp(`\\| \`${setting.env}\` \\| \`${setting.key}\` \\|`), setting.env);
     }
+  });
+
+  it('has the Configuration table the settings table generates, row for row (`npx gateway config table` prints it)', () => {
+    const section = readme.slice(readme.indexOf('## Configuration'));
+    const start = section.indexOf('| variable |');
+    assert.ok(start >= 0, 'the Configuration section has a settings table');
+    const lines = section.slice(start).split('\n');
+    const table = lines.slice(0, lines.findIndex((line) => !line.startsWith('|')));
+    assert.deepEqual(table, settingsMarkdownTable().split('\n'));
   });
 
   it('names exactly the two set-up commands in its quick start', () => {

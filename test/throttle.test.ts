@@ -1,13 +1,14 @@
-// Tests for the login throttle: failures slow only their own (user, address), successes are never held back.
+// Tests for the login throttle: failures slow only their own (user, address), guesses in flight count, successes are never held back.
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { addressGroup, LoginThrottle, type ThrottleOptions } from '../src/throttle.js';
+import { addressGroup, LoginThrottle, type Guess, type ThrottleOptions } from '../src/throttle.js';
 
 /** A throttle on a clock the test moves by hand. */
 function throttleAt(options: ThrottleOptions = {}) {
   const clock = { now: 1_000_000 };
-  const throttle = new LoginThrottle({ now: () => clock.now, ...options });
+  // The clock stands still, so a delay the throttle waits for is served on the next turn of the loop.
+  const throttle = new LoginThrottle({ now: () => clock.now, schedule: (start) => void setImmediate(start), ...options });
   return { throttle, clock };
 }
 
@@ -15,27 +16,43 @@ function fail(throttle: LoginThrottle, user: string, address: string, times: num
   for (let i = 0; i < times; i++) throttle.recordFailure(user, address);
 }
 
+let guessCount = 0;
+
+/** A distinct guess each call, unless the same credentials are given. */
+function guessOf(credentials?: string): string {
+  return credentials ?? `guess-${++guessCount}`;
+}
+
+function admit(throttle: LoginThrottle, user: string, address: string, credentials?: string): Guess {
+  const admission = throttle.admit(user, address, guessOf(credentials));
+  assert.equal(admission.allowed, true, `${user} from ${address} should be admitted`);
+  if (!admission.allowed) throw new Error('refused');
+  return admission;
+}
+
 /** One whole failed login as the gateway performs it; returns the delay the response was held. */
 function failedLogin(throttle: LoginThrottle, user: string, address: string): number {
-  const admission = throttle.admit(user, address);
-  assert.equal(admission.allowed, true);
-  throttle.recordFailure(user, address);
-  const delay = throttle.failureDelayMs(user, address);
-  if (admission.allowed) admission.release();
+  const guess = admit(throttle, user, address);
+  const delay = guess.failed();
+  guess.release();
   return delay;
 }
 
-function admitted(throttle: LoginThrottle, user: string, address: string): () => void {
-  const admission = throttle.admit(user, address);
-  assert.equal(admission.allowed, true, `${user} from ${address} should be admitted`);
-  return admission.allowed ? admission.release : () => undefined;
-}
-
 function refusal(throttle: LoginThrottle, user: string, address: string): number {
-  const admission = throttle.admit(user, address);
+  const admission = throttle.admit(user, address, guessOf());
   assert.equal(admission.allowed, false, `${user} from ${address} should be refused`);
   return admission.allowed ? 0 : admission.retryAfterSeconds;
 }
+
+/** Which of the guesses have been given their turn, once pending callbacks have run. */
+async function started(guesses: Guess[]): Promise<boolean[]> {
+  const flags = guesses.map(() => false);
+  guesses.forEach((guess, index) => void guess.turn.then(() => (flags[index] = true)));
+  await new Promise((resolve) => setImmediate(resolve));
+  return flags;
+}
+
+const count = (flags: boolean[]) => flags.filter(Boolean).length;
 
 describe('LoginThrottle delays', () => {
   it('lets the first failures through at once, then doubles the delay up to the cap', () => {
@@ -69,14 +86,13 @@ describe('LoginThrottle delays', () => {
   it('failures of one user at one address slow neither that user elsewhere nor other users there', () => {
     const { throttle } = throttleAt();
     fail(throttle, 'alice', '203.0.113.9', 20);
-    const release = admitted(throttle, 'alice', '203.0.113.9');
+    const held = admit(throttle, 'alice', '203.0.113.9');
     assert.equal(throttle.failureDelayMs('alice', '198.51.100.7'), 0);
     assert.equal(throttle.failureDelayMs('bob', '203.0.113.9'), 0);
-    admitted(throttle, 'alice', '198.51.100.7');
-    admitted(throttle, 'alice', '198.51.100.7');
-    admitted(throttle, 'bob', '203.0.113.9');
-    admitted(throttle, 'bob', '203.0.113.9');
-    release();
+    for (const [user, address] of [['alice', '198.51.100.7'], ['alice', '198.51.100.7'], ['bob', '203.0.113.9'], ['bob', '203.0.113.9']] as const) {
+      assert.equal(admit(throttle, user, address).throttled, false, `${user} from ${address}`);
+    }
+    held.release();
   });
 
   it('keeps user names apart, however long', () => {
@@ -90,60 +106,140 @@ describe('LoginThrottle delays', () => {
 });
 
 describe('LoginThrottle checks in flight', () => {
-  it('never holds back parallel checks of a key without failures', () => {
+  it('counts identical credentials in flight as one guess: parallel requests of one client all go at once', async () => {
     const { throttle } = throttleAt();
-    const releases = Array.from({ length: 50 }, () => admitted(throttle, 'ci', '203.0.113.9'));
-    for (const release of releases) release();
+    const parallel = Array.from({ length: 50 }, () => admit(throttle, 'ci', '203.0.113.9', 'the same password'));
+    assert.equal(count(await started(parallel)), 50);
+    parallel[0]!.succeeded();
+    for (const guess of parallel) guess.succeeded();
     assert.equal(throttle.size, 0, 'keys that only ever succeeded are not kept');
   });
 
-  it('allows one check at a time once the free failures are used up', () => {
+  it('checks at most the free failures at once, counting guesses in flight, then one at a time', async () => {
     const { throttle } = throttleAt();
-    fail(throttle, 'alice', '203.0.113.9', 5);
-    const release = admitted(throttle, 'alice', '203.0.113.9');
-    assert.equal(refusal(throttle, 'alice', '203.0.113.9'), 1);
-    assert.equal(refusal(throttle, 'alice', '203.0.113.9'), 1);
-    release();
-    const next = admitted(throttle, 'alice', '203.0.113.9');
-    next();
+    const burst = Array.from({ length: 40 }, () => admit(throttle, 'alice', '203.0.113.9'));
+    assert.equal(burst.filter((guess) => guess.throttled).length, 35);
+    assert.equal(count(await started(burst)), 5, 'only the free ones start while nothing failed yet');
+    const delays = burst.slice(0, 4).map((guess) => guess.failed());
+    assert.equal(count(await started(burst)), 5, 'the rest wait until no check of the key runs');
+    delays.push(burst[4]!.failed());
+    assert.deepEqual(delays, [0, 0, 0, 0, 0]);
+    assert.equal(count(await started(burst)), 6);
+    assert.equal(burst[5]!.failed(), 250);
+    assert.equal(count(await started(burst)), 7, 'one at a time');
+    for (const guess of burst.slice(6)) guess.release();
   });
 
-  it('tells a refused client to retry after the delay the running check may take', () => {
-    const { throttle } = throttleAt();
-    fail(throttle, 'alice', '203.0.113.9', 10);
-    const release = admitted(throttle, 'alice', '203.0.113.9');
-    assert.equal(refusal(throttle, 'alice', '203.0.113.9'), 8);
-    release();
-  });
-
-  it('caps parallel guesses so failures plus checks in flight stay within the free failures', () => {
+  it('counts failures so far and guesses in flight together', async () => {
     const { throttle } = throttleAt();
     fail(throttle, 'alice', '203.0.113.9', 2);
-    const releases = [1, 2, 3].map(() => admitted(throttle, 'alice', '203.0.113.9'));
-    refusal(throttle, 'alice', '203.0.113.9');
-    for (const release of releases) release();
+    const free = [1, 2, 3].map(() => admit(throttle, 'alice', '203.0.113.9'));
+    const fourth = admit(throttle, 'alice', '203.0.113.9');
+    assert.deepEqual(await started([...free, fourth]), [true, true, true, false]);
+    for (const guess of free) guess.release();
+    assert.deepEqual(await started([fourth]), [true]);
+    fourth.release();
   });
 
-  it('release() twice frees only one slot', () => {
+  it('checks credentials proven right before at once, past queued guesses and the delay', async () => {
+    const { throttle } = throttleAt();
+    const first = admit(throttle, 'alice', '198.51.100.7', 'the right password');
+    first.succeeded();
+    fail(throttle, 'alice', '203.0.113.9', 8);
+    const wrong = admit(throttle, 'alice', '203.0.113.9');
+    const queued = admit(throttle, 'alice', '203.0.113.9');
+    assert.equal(wrong.failed(), 2000);
+    const right = admit(throttle, 'alice', '203.0.113.9', 'the right password');
+    assert.equal(right.throttled, false);
+    const flags = await started([right, queued]);
+    assert.equal(flags[0], true, 'the proven password is checked at once');
+    right.succeeded();
+    wrong.release();
+    queued.release();
+    assert.equal(throttle.failureDelayMs('alice', '203.0.113.9'), 0, 'the success cleared the key');
+  });
+
+  it('a proven password that fails (changed since) counts as a failure and is proven no more', () => {
+    const { throttle } = throttleAt();
+    admit(throttle, 'alice', '203.0.113.9', 'old password').succeeded();
+    fail(throttle, 'alice', '203.0.113.9', 5);
+    const stale = admit(throttle, 'alice', '203.0.113.9', 'old password');
+    assert.equal(stale.throttled, false);
+    assert.equal(stale.failed(), 250);
+    assert.equal(admit(throttle, 'alice', '203.0.113.9', 'old password').throttled, true);
+  });
+
+  it('spaces throttled checks by the last failure\'s delay, whatever the number of connections', async () => {
+    const throttle = new LoginThrottle({ baseDelayMs: 40, maxDelayMs: 40 });
+    fail(throttle, 'alice', '203.0.113.9', 6);
+    const guesses = [1, 2, 3].map(() => admit(throttle, 'alice', '203.0.113.9'));
+    assert.deepEqual(await started(guesses), [false, false, false], 'none starts before the delay of the last failure');
+    await guesses[0]!.turn;
+    assert.deepEqual(await started(guesses), [true, false, false], 'one at a time');
+    guesses[0]!.failed();
+    guesses[0]!.release();
+    assert.deepEqual(await started(guesses.slice(1)), [false, false], 'the next waits for the new failure\'s delay');
+    await guesses[1]!.turn;
+    for (const guess of guesses) guess.release();
+  });
+
+  it('lets the right password wait only for checks, in its turn, and never refuses it for a held answer', async () => {
     const { throttle } = throttleAt();
     fail(throttle, 'alice', '203.0.113.9', 5);
-    const first = admitted(throttle, 'alice', '203.0.113.9');
-    first();
-    first();
-    const second = admitted(throttle, 'alice', '203.0.113.9');
-    refusal(throttle, 'alice', '203.0.113.9');
-    second();
+    const guesses = [1, 2, 3].map(() => admit(throttle, 'alice', '203.0.113.9'));
+    const right = admit(throttle, 'alice', '203.0.113.9', 'the right password');
+    assert.equal(count(await started([...guesses, right])), 1);
+    for (const guess of guesses) {
+      guess.failed();
+      await started([]);
+    }
+    assert.deepEqual(await started([right]), [true]);
+    right.succeeded();
   });
 
-  it('lets a correct password through when no check is running, and clears the key', () => {
+  it('refuses guesses beyond maxWaiting, with the delay the next failure would get; identical ones still join', async () => {
+    const { throttle } = throttleAt({ maxWaiting: 2 });
+    fail(throttle, 'alice', '203.0.113.9', 10);
+    const guesses = [admit(throttle, 'alice', '203.0.113.9', 'a')];
+    assert.deepEqual(await started(guesses), [true], 'the first waits out the delay, then is checked');
+    guesses.push(...['b', 'c'].map((password) => admit(throttle, 'alice', '203.0.113.9', password)));
+    assert.deepEqual(await started(guesses), [true, false, false]);
+    assert.equal(refusal(throttle, 'alice', '203.0.113.9'), 8);
+    const joined = admit(throttle, 'alice', '203.0.113.9', 'c');
+    guesses[0]!.release();
+    assert.deepEqual(await started([guesses[1]!, joined]), [true, false]);
+    admit(throttle, 'alice', '203.0.113.9').release();
+    for (const guess of [...guesses, joined]) guess.release();
+  });
+
+  it('ends a guess once: a second end, or release() after an outcome, changes nothing', async () => {
     const { throttle } = throttleAt();
-    fail(throttle, 'alice', '203.0.113.9', 12);
-    const release = admitted(throttle, 'alice', '203.0.113.9');
-    throttle.recordSuccess('alice', '203.0.113.9');
-    release();
-    const parallel = [1, 2, 3].map(() => admitted(throttle, 'alice', '203.0.113.9'));
-    for (const done of parallel) done();
-    assert.equal(throttle.size, 0);
+    fail(throttle, 'alice', '203.0.113.9', 5);
+    const first = admit(throttle, 'alice', '203.0.113.9');
+    const second = admit(throttle, 'alice', '203.0.113.9');
+    const third = admit(throttle, 'alice', '203.0.113.9');
+    assert.equal(first.failed(), 250);
+    assert.equal(first.failed(), 0);
+    first.release();
+    assert.deepEqual(await started([second, third]), [true, false]);
+    assert.equal(throttle.failureDelayMs('alice', '203.0.113.9'), 250, 'counted once');
+    second.release();
+    second.release();
+    assert.deepEqual(await started([third]), [true]);
+    third.release();
+    assert.equal(throttle.failureDelayMs('alice', '203.0.113.9'), 250, 'a check that never happened counts nothing');
+  });
+
+  it('records a shared guess once, whoever of its requests reports first', async () => {
+    const { throttle } = throttleAt();
+    fail(throttle, 'alice', '203.0.113.9', 5);
+    const sharers = [1, 2, 3].map(() => admit(throttle, 'alice', '203.0.113.9', 'same wrong password'));
+    assert.deepEqual(await started(sharers), [true, true, true]);
+    assert.deepEqual(
+      sharers.map((guess) => guess.failed()),
+      [250, 250, 250],
+    );
+    assert.equal(throttle.failureDelayMs('alice', '203.0.113.9'), 250);
   });
 });
 
@@ -179,10 +275,12 @@ describe('LoginThrottle memory', () => {
   it('recovers from a check that was never released once the key is forgotten', () => {
     const { throttle, clock } = throttleAt({ forgetAfterMs: 60_000 });
     fail(throttle, 'alice', '203.0.113.9', 5);
-    admitted(throttle, 'alice', '203.0.113.9');
-    refusal(throttle, 'alice', '203.0.113.9');
+    admit(throttle, 'alice', '203.0.113.9');
+    assert.equal(admit(throttle, 'alice', '203.0.113.9').throttled, true);
     clock.now += 60_000;
-    admitted(throttle, 'alice', '203.0.113.9')();
+    const fresh = admit(throttle, 'alice', '203.0.113.9');
+    assert.equal(fresh.throttled, false);
+    fresh.release();
   });
 
   it('keeps at most maxEntries keys, dropping the least recently active', () => {
@@ -201,7 +299,7 @@ describe('LoginThrottle memory', () => {
   });
 
   it('refuses options that make no sense', () => {
-    for (const options of [{ freeFailures: -1 }, { baseDelayMs: 1.5 }, { maxDelayMs: Number.NaN }, { maxEntries: 0 }]) {
+    for (const options of [{ freeFailures: -1 }, { baseDelayMs: 1.5 }, { maxDelayMs: Number.NaN }, { maxEntries: 0 }, { maxWaiting: -1 }]) {
       assert.throws(() => new LoginThrottle(options), RangeError, JSON.stringify(options));
     }
   });
