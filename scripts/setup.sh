@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the gateway needs (and with --test or --bench, what its tests need), then builds.
+# Installs what the gateway needs (with --test or --bench, what its tests need; with --unit, only npm packages), then builds.
 # Safe to run again: it only installs what is missing and rebuilds incrementally.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +8,10 @@ mode=${1:-run}
 debs=()
 have() { command -v "$1" >/dev/null 2>&1; }
 
-have docker-registry || have registry || debs+=(docker-registry)
+# --unit: the unit tests need nothing but Node.
+if [ "$mode" != --unit ]; then
+  have docker-registry || have registry || debs+=(docker-registry)
+fi
 if [ "$mode" = --test ] || [ "$mode" = --bench ]; then
   have skopeo || debs+=(skopeo)
   have htpasswd || debs+=(apache2-utils)
