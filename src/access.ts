@@ -115,6 +115,8 @@ export interface Authorizer {
   allowsAnonymous(): boolean;
   /** Whether an existing `tag` of `repository` must never be moved to another manifest. */
   isImmutableTag(repository: string, tag: string): boolean;
+  /** Whether any immutable-tag rule covers `repository` (else no tag of it is immutable). */
+  hasImmutableTags(repository: string): boolean;
 }
 
 /** What an identity is granted: the rules' grant, narrowed to a CI token's scopes. */

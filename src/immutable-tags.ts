@@ -153,7 +153,8 @@ export function createImmutableTagGuard(options: ImmutableTagGuardOptions) {
     }
     if (req.method !== 'DELETE') return false;
     if (immutableTag) throw new RegistryError('DENIED', `tag ${reference} of ${name} is immutable; it cannot be deleted`, { repository: name, tag: reference });
-    if (isTag(reference)) return false;
+    // Only repositories an immutable-tag rule covers pay for the tag lookup and the lock.
+    if (isTag(reference) || !options.authorizer.hasImmutableTags(name)) return false;
     await runHoldingUntilResponseEnds(locks, name, lockWaitMs, res, () => refuseDeleteOfTagged(options.upstreams, options.authorizer, name, reference), () => forward());
     return true;
   };

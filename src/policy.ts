@@ -55,6 +55,10 @@ export class CurrentRules extends WatchedFile<ParsedAccessFile> implements RuleS
     return this.content.rules.isImmutableTag(repository, tag);
   }
 
+  hasImmutableTags(repository: string): boolean {
+    return this.content.rules.hasImmutableTags(repository);
+  }
+
   explain(identity: Identity, action: string, repository: string): Explanation {
     return this.content.rules.explain(identity, action, repository);
   }

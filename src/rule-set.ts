@@ -246,6 +246,11 @@ export class CompiledRuleSet implements RuleSet {
     return this.rules.some((rule) => rule.effect === 'allow' && rule.anonymous);
   }
 
+  hasImmutableTags(repository: string): boolean {
+    if (!isRepositoryName(repository)) return false;
+    return this.immutable.some((rule) => rule.repositories.some((glob) => glob.matches(repository, null)));
+  }
+
   isImmutableTag(repository: string, tag: string): boolean {
     if (!isRepositoryName(repository)) return false;
     return this.immutable.some(
@@ -308,6 +313,10 @@ export class AllowAuthenticated implements RuleSet {
   }
 
   isImmutableTag(_repository: string, _tag: string): boolean {
+    return false;
+  }
+
+  hasImmutableTags(_repository: string): boolean {
     return false;
   }
 

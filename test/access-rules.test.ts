@@ -538,5 +538,7 @@ describe('access.example.yml', async () => {
     assert.equal(rules.isImmutableTag('app/web', 'release-2024'), true);
     assert.equal(rules.isImmutableTag('app/web', 'latest'), false);
     assert.equal(rules.isImmutableTag('bob/tools', '1.4.0'), false);
+    assert.equal(rules.hasImmutableTags('app/web'), true, 'deletes in app/web check its tags');
+    assert.equal(rules.hasImmutableTags('bob/tools'), false, 'deletes in bob/tools need no tag lookup');
   });
 });
