@@ -8,7 +8,11 @@ import { describeCertificates } from './certs-show.js';
 import { loadConfig } from './config.js';
 import { CliError } from './errors.js';
 import { displayPath } from './trust.js';
+import { settingDefault } from './settings.js';
 import { fileExists } from './x509.js';
+
+/** The port of the `listen` setting's default, written once in the settings table. */
+const defaultListenPort = (settingDefault('listen') ?? '').split(':').pop() ?? '';
 
 interface CreateOptions {
   dir: string;
@@ -101,7 +105,7 @@ export function addCertsCommand(cli: Command): void {
     .option('--dir <dir>', 'folder the gateway reads: server and token keys, and ca.crt for clients', 'certs')
     .option('--ca-dir <dir>', 'folder for the CA key, which the gateway never reads (default: ca beside --dir)')
     .option('--host <host>', 'DNS name or IP address for the certificate, repeatable (default: localhost, 127.0.0.1, ::1 and this hostname); a new CA may sign for these names only', collect)
-    .option('--port <port>', 'port clients use, for the trust instructions', '5443')
+    .option('--port <port>', 'port clients use, for the trust instructions', defaultListenPort)
     .option('--force', 'replace an existing server certificate (the CA is kept)')
     .action(create);
   certs

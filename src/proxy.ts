@@ -16,10 +16,10 @@ export interface RegistryProxyOptions {
   logger: Logger;
   /** Public host[:port] of this request; the registry builds upload Location URLs from it. */
   publicHost(req: Request): string;
-  /** Upstream exchanges one client address (an IPv6 /64) may have in flight at once; default 64. */
-  perClient?: number;
-  /** A request body that sends nothing for this long is cut off, both ways; default 60 s. */
-  bodyIdleMs?: number;
+  /** Upstream exchanges one client address (an IPv6 /64) may have in flight at once (setting upstream_per_client). */
+  perClient: number;
+  /** A request body that sends nothing for this long is cut off, both ways (setting body_idle_timeout). */
+  bodyIdleMs: number;
 }
 
 export interface RegistryProxy {
@@ -71,8 +71,8 @@ function responseHeaders(upstreamRes: IncomingMessage): OutgoingHttpHeaders {
 
 export function createRegistryProxy(options: RegistryProxyOptions): RegistryProxy {
   const { upstreams, logger } = options;
-  const share = new ClientShare(options.perClient ?? 64);
-  const bodyIdleMs = options.bodyIdleMs ?? 60_000;
+  const share = new ClientShare(options.perClient);
+  const bodyIdleMs = options.bodyIdleMs;
 
   const unavailable = (streamed: boolean) => {
     const error = new RegistryError('UNAVAILABLE', 'the backend registry is unavailable; try again shortly').withHeader('Retry-After', '5');
