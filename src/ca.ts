@@ -4,7 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import forge from 'node-forge';
-import { CliError } from './errors.js';
+import { CertificateError } from './errors.js';
 import {
   buildCertificate,
   CERT_MODE,
@@ -65,7 +65,7 @@ export async function relocateLegacyCaKey(certDir: string, caKey: string): Promi
   const content = await fs.readFile(legacy, 'utf8');
   if (await fileExists(caKey)) {
     if ((await fs.readFile(caKey, 'utf8')) !== content) {
-      throw new CliError(`${legacy} and ${caKey} are different keys: keep the one that belongs to ca.crt in ${caKey} and remove ${legacy}`);
+      throw new CertificateError(`${legacy} and ${caKey} are different keys: keep the one that belongs to ca.crt in ${caKey} and remove ${legacy}`);
     }
   } else {
     await makeDirectory(path.dirname(caKey), { private: true });
@@ -74,7 +74,7 @@ export async function relocateLegacyCaKey(certDir: string, caKey: string): Promi
   try {
     await fs.rm(legacy);
   } catch (error) {
-    throw new CliError(`copied ${legacy} to ${caKey} but cannot remove ${legacy}: ${(error as Error).message}; remove it by hand`);
+    throw new CertificateError(`copied ${legacy} to ${caKey} but cannot remove ${legacy}: ${(error as Error).message}; remove it by hand`);
   }
   return legacy;
 }
@@ -110,12 +110,12 @@ export async function loadAuthority(paths: CaPaths): Promise<Authority> {
   const key = parseOrRefuse(caKey, privateKeyPem, (pem) => forge.pki.privateKeyFromPem(pem));
   const certKey = cert.publicKey as RsaPublicKey;
   if (!certKey.n.equals(key.n) || !certKey.e.equals(key.e)) {
-    throw new CliError(`${caKey} is not the private key of ${caCert}`);
+    throw new CertificateError(`${caKey} is not the private key of ${caCert}`);
   }
   const constraints = cert.getExtension('basicConstraints') as { cA?: boolean } | undefined;
-  if (!constraints?.cA) throw new CliError(`${caCert} is not a CA certificate (basicConstraints cA is not set)`);
+  if (!constraints?.cA) throw new CertificateError(`${caCert} is not a CA certificate (basicConstraints cA is not set)`);
   if (cert.validity.notAfter.getTime() <= Date.now()) {
-    throw new CliError(`${caCert} expired on ${cert.validity.notAfter.toISOString()}; remove ${caCert} and ${caKey} to create a new CA`);
+    throw new CertificateError(`${caCert} expired on ${cert.validity.notAfter.toISOString()}; remove ${caCert} and ${caKey} to create a new CA`);
   }
   return { cert, privateKeyPem };
 }
@@ -126,7 +126,7 @@ export function checkHostsPermitted(authority: Authority, hosts: string[], paths
   if (limits === undefined) return;
   const refused = hosts.filter((host) => !permits(limits, host));
   if (refused.length === 0) return;
-  throw new CliError(
+  throw new CertificateError(
     `the CA ${paths.caCert} may only sign for ${describeLimits(limits)}, not for ${refused.join(', ')}. ` +
       `For other names make a new CA: move ${paths.caCert} and ${paths.caKey} away and run this again ` +
       '(every client must then trust the new ca.crt)',

@@ -3,7 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import forge from 'node-forge';
 import { describeLimits, nameLimits } from './ca.js';
-import { CliError } from './errors.js';
+import { CertificateError } from './errors.js';
 import { isMissing } from './files.js';
 import { clientAddress, displayPath, trustInstructions } from './trust.js';
 import { DAY_MS } from './x509.js';
@@ -93,13 +93,13 @@ async function readCertificate(file: string, required: boolean): Promise<X509Cer
     pem = await fs.readFile(file);
   } catch (error) {
     if (isMissing(error) && !required) return undefined;
-    if (isMissing(error)) throw new CliError(`${file} does not exist: create it with \`gateway certs\` (or point --dir or tls_cert at your certificate)`);
-    throw new CliError(`cannot read ${file}: ${(error as Error).message}`);
+    if (isMissing(error)) throw new CertificateError(`${file} does not exist: create it with \`gateway certs\` (or point --dir or tls_cert at your certificate)`);
+    throw new CertificateError(`cannot read ${file}: ${(error as Error).message}`);
   }
   try {
     return new X509Certificate(pem);
   } catch (error) {
-    throw new CliError(`${file} is not a PEM certificate: ${(error as Error).message}`);
+    throw new CertificateError(`${file} is not a PEM certificate: ${(error as Error).message}`);
   }
 }
 

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import forge from 'node-forge';
 import { checkHostsPermitted, createAuthority, defaultCaDir, loadAuthority, relocateLegacyCaKey, type Authority } from './ca.js';
-import { CliError } from './errors.js';
+import { CertificateError } from './errors.js';
 import {
   buildCertificate,
   CERT_MODE,
@@ -67,7 +67,7 @@ export function defaultHosts(): string[] {
   return [...new Set(hosts)];
 }
 
-/** Returns the host lowercased (IPv6 in its canonical short form), or throws a CliError naming it. */
+/** Returns the host lowercased (IPv6 in its canonical short form), or throws a CertificateError naming it. */
 export function validateHost(host: string): string {
   const candidate = host.trim().toLowerCase();
   const bracketed = /^\[(.*)\]$/.exec(candidate)?.[1];
@@ -80,11 +80,9 @@ export function validateHost(host: string): string {
   } else if (isDnsName(candidate)) {
     return candidate;
   }
-  throw new CliError(
+  throw new CertificateError(
     `invalid host ${JSON.stringify(host)}: expected a DNS name (registry.example.com, *.example.com) ` +
-      'or an IP address, without scheme, port or path',
-    2,
-  );
+      'or an IP address, without scheme, port or path', true);
 }
 
 /** Where `gateway certs` keeps each file for a certificate folder and a CA folder. */
@@ -114,7 +112,7 @@ export async function createCertificates(options: CertificateOptions): Promise<C
   const validDays = checkValidDays(options.validDays ?? DEFAULT_SERVER_DAYS);
   const paths = certificatePaths(options.dir, options.caDir);
   if (paths.caDir === paths.dir) {
-    throw new CliError(`the CA folder must not be the certificate folder ${paths.dir}: the gateway reads that folder and never needs the CA key`, 2);
+    throw new CertificateError(`the CA folder must not be the certificate folder ${paths.dir}: the gateway reads that folder and never needs the CA key`, true);
   }
 
   if (!options.force) await refuseOverwrite([paths.serverCert, paths.serverKey]);
@@ -169,13 +167,13 @@ export async function ensureTokenSigningKey(keyPath: string, certPath: string): 
 
 function normaliseHosts(hosts: string[]): string[] {
   const normalised = [...new Set(hosts.map(validateHost))];
-  if (normalised.length === 0) throw new CliError('at least one host name or IP address is needed', 2);
+  if (normalised.length === 0) throw new CertificateError('at least one host name or IP address is needed', true);
   return normalised;
 }
 
 function checkValidDays(days: number): number {
   if (!Number.isInteger(days) || days < 1) {
-    throw new CliError(`certificate lifetime must be a whole number of days above 0, got ${days}`, 2);
+    throw new CertificateError(`certificate lifetime must be a whole number of days above 0, got ${days}`, true);
   }
   return days;
 }
@@ -183,7 +181,7 @@ function checkValidDays(days: number): number {
 async function refuseOverwrite(files: string[]): Promise<void> {
   for (const file of files) {
     if (await fileExists(file)) {
-      throw new CliError(
+      throw new CertificateError(
         `${file} already exists: \`gateway certs show\` prints its names, expiry and how clients trust it; ` +
           'pass --force to replace the server certificate (the CA is kept)',
       );

@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { copyAccess, formatScope, mergeAccess, parseScope, type Access } from './access.js';
-import { CliError } from './errors.js';
+import { CliError, FileFormatError } from './errors.js';
 import { editFileExclusively, isMissing, writeFileAtomically } from './files.js';
 import { validateUserName } from './htpasswd.js';
 
@@ -48,7 +48,7 @@ const grantableActions: Record<string, readonly string[]> = {
 
 const ttlUnits: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 };
 
-/** "30d", "12h", "90m", "3600s", "1w" -> seconds; "never" -> null. */
+/** "30d", "12h", "90m", "3600s", "1w" -> seconds; "never" -> null. Command-line input only: the server never calls it. */
 export function parseTtl(text: string): number | null {
   const value = text.trim().toLowerCase();
   if (value === 'never') return null;
@@ -141,13 +141,13 @@ export function parseTokenFile(text: string, file: string): CiTokenRecord[] {
   try {
     json = JSON.parse(text);
   } catch (error) {
-    throw new CliError(`${file} is not valid JSON: ${(error as Error).message}`);
+    throw new FileFormatError(`${file} is not valid JSON: ${(error as Error).message}`);
   }
   const result = fileSchema.safeParse(json);
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const where = issue.path.map((part) => (typeof part === 'number' ? `[${part}]` : `.${String(part)}`)).join('');
-    throw new CliError(`${file}: ${where.replace(/^\./, '') || 'file'}: ${issue.message}`);
+    throw new FileFormatError(`${file}: ${where.replace(/^\./, '') || 'file'}: ${issue.message}`);
   }
   const seen = new Set<string>();
   return result.data.tokens.map((raw, index) => {

@@ -11,7 +11,7 @@ import { addCertsCommand } from './certs-command.js';
 import { createCiToken, listCiTokens, parseCiTokenScopes, parseTtl, revokeCiToken, revokeCiTokensOfUser } from './ci-tokens.js';
 import { formatScope } from './access.js';
 import { describeConfig, loadConfig, settingDefault, settingsHelp, settingsMarkdownTable } from './config.js';
-import { CliError, ConfigError } from './errors.js';
+import { CertificateError, CliError, ConfigError } from './errors.js';
 import { startGateway, type RunningGateway } from './gateway.js';
 import { preflight } from './preflight.js';
 import { addUser, DEFAULT_BCRYPT_COST, listUsers, removeUser, requireUser, validateUserName } from './htpasswd.js';
@@ -249,6 +249,10 @@ async function main(argv: string[]): Promise<void> {
     if (error instanceof CliError) {
       process.stderr.write(`gateway: ${error.message}\n`);
       process.exit(error.exitCode);
+    }
+    if (error instanceof CertificateError) {
+      process.stderr.write(`gateway: ${error.message}\n`);
+      process.exit(error.usage ? 2 : 1);
     }
     if (error instanceof ConfigError) {
       process.stderr.write(`gateway: configuration error: ${error.message}\n`);

@@ -74,6 +74,27 @@ export class ConfigError extends Error {
 }
 
 /** A command-line mistake or a refused operation: printed as a plain message, exit code 1 or 2. */
+/**
+ * A certificate, key or CA that cannot be made or used as asked. Raised by the certificate modules,
+ * which both `gateway certs` and the server's first start use: the CLI prints it (exit 2 when the
+ * request itself was wrong), the server turns it into a ConfigError naming the setting.
+ */
+export class CertificateError extends Error {
+  override readonly name = 'CertificateError';
+  constructor(
+    message: string,
+    /** The arguments were wrong (a bad host, lifetime or folder), not the files on disk. */
+    readonly usage = false,
+  ) {
+    super(message);
+  }
+}
+
+/** A shared file (CI tokens) that is not in its format: named with the file and the place. */
+export class FileFormatError extends Error {
+  override readonly name = 'FileFormatError';
+}
+
 export class CliError extends Error {
   override readonly name = 'CliError';
   constructor(

@@ -9,6 +9,8 @@ import { Authenticator, PasswordChecker } from './authenticator.js';
 import { legacyCaKeyPath } from './ca.js';
 import { createCertificates, defaultHosts, ensureTokenSigningKey } from './certs.js';
 import type { Config } from './config.js';
+import { CertificateError, ConfigError } from './errors.js';
+import { settingName } from './settings.js';
 import { loadGatewayFiles } from './gateway-files.js';
 import { addUser } from './htpasswd.js';
 import { createRegistryProxy } from './proxy.js';
@@ -43,7 +45,13 @@ async function ensureTlsFiles(config: Readonly<Config>, options: GatewayOptions)
   const dir = path.dirname(config.tlsCert);
   const hosts = defaultHosts();
   if (config.publicUrl && !hosts.includes(config.publicUrl.hostname)) hosts.unshift(config.publicUrl.hostname.replace(/^\[|\]$/g, ''));
-  const files = await createCertificates({ dir, hosts });
+  let files;
+  try {
+    files = await createCertificates({ dir, hosts });
+  } catch (error) {
+    if (error instanceof CertificateError) throw new ConfigError(settingName('tls_cert'), error.message);
+    throw error;
+  }
   options.announce(
     `No TLS certificate found: created a server certificate in ${dir} for ${hosts.join(', ')}, signed by ${files.createdCa ? 'a new' : 'the'} local CA ` +
       `(key ${files.caKey}, which the gateway never reads${files.movedCaKeyFrom ? `; moved there from ${files.movedCaKeyFrom}` : ''}).\n` +

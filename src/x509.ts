@@ -4,7 +4,7 @@ import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import { promisify } from 'node:util';
 import forge from 'node-forge';
-import { CliError } from './errors.js';
+import { CertificateError } from './errors.js';
 import { isMissing, writeFileAtomically } from './files.js';
 import { ipv6Groups } from './ip-address.js';
 
@@ -91,7 +91,7 @@ export function signCertificate(cert: forge.pki.Certificate, privateKeyPem: stri
 export function ipAddressBytes(address: string): string {
   if (net.isIPv4(address)) return String.fromCharCode(...address.split('.').map(Number));
   const groups = ipv6Groups(address);
-  if (groups === undefined) throw new CliError(`${address} is not an IP address`, 2);
+  if (groups === undefined) throw new CertificateError(`${address} is not an IP address`, true);
   return String.fromCharCode(...groups.flatMap((group) => [group >> 8, group & 0xff]));
 }
 
@@ -100,7 +100,7 @@ export function parseOrRefuse<T>(file: string, pem: string, parse: (pem: string)
     return parse(pem);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    throw new CliError(`cannot read ${file} (an unencrypted RSA PEM file is needed): ${reason}`);
+    throw new CertificateError(`cannot read ${file} (an unencrypted RSA PEM file is needed): ${reason}`);
   }
 }
 
@@ -119,7 +119,7 @@ export async function pairPresent(first: string, second: string, what: string): 
   const [hasFirst, hasSecond] = await Promise.all([fileExists(first), fileExists(second)]);
   if (hasFirst === hasSecond) return hasFirst;
   const [present, missing] = hasFirst ? [first, second] : [second, first];
-  throw new CliError(
+  throw new CertificateError(
     `${present} exists but ${missing} does not: restore ${missing}, or remove ${present} to create ${what} anew`,
   );
 }
@@ -129,7 +129,7 @@ export async function makeDirectory(dir: string, options: { private?: boolean } 
   try {
     await fs.mkdir(dir, { recursive: true, mode: DIR_MODE });
   } catch (error) {
-    throw new CliError(`cannot create folder ${dir}: ${(error as Error).message}`);
+    throw new CertificateError(`cannot create folder ${dir}: ${(error as Error).message}`);
   }
   // A folder someone else owns (a bind mount, say) keeps its mode; the key inside is 0600 regardless.
   if (options.private) await fs.chmod(dir, DIR_MODE).catch(() => undefined);
@@ -140,6 +140,6 @@ export async function writeFileAtomic(file: string, content: string, mode: numbe
   try {
     await writeFileAtomically(file, content, mode);
   } catch (error) {
-    throw new CliError(`cannot write ${file}: ${(error as Error).message}`);
+    throw new CertificateError(`cannot write ${file}: ${(error as Error).message}`);
   }
 }

@@ -16,7 +16,7 @@ import {
   validateHost,
   type CertificateFiles,
 } from '../src/certs.js';
-import { CliError } from '../src/errors.js';
+import { CertificateError } from '../src/errors.js';
 import { containerdHostsToml, trustInstructions } from '../src/trust.js';
 
 const execFileAsync = promisify(execFile);
@@ -70,9 +70,9 @@ function subjectAltNames(cert: X509Certificate): { type: string; value: string }
   });
 }
 
-function isCliErrorMatching(expected: RegExp | string): (error: unknown) => boolean {
+function isCertificateErrorMatching(expected: RegExp | string): (error: unknown) => boolean {
   return (error) => {
-    assert.ok(error instanceof CliError, `expected a CliError, got ${String(error)}`);
+    assert.ok(error instanceof CertificateError, `expected a CertificateError, got ${String(error)}`);
     if (typeof expected === 'string') assert.ok(error.message.includes(expected), error.message);
     else assert.match(error.message, expected);
     return true;
@@ -212,7 +212,7 @@ describe('createCertificates', () => {
     const before = await readAll(dir);
     await assert.rejects(
       createCertificates({ dir, hosts: ['localhost', 'registry.example.test'] }),
-      isCliErrorMatching(/server\.(crt|key).*--force/),
+      isCertificateErrorMatching(/server\.(crt|key).*--force/),
     );
     assert.deepEqual(await readAll(dir), before);
   });
@@ -246,7 +246,7 @@ describe('createCertificates', () => {
     const dir = certDir('half-ca');
     await fs.mkdir(dir, { recursive: true });
     await fs.copyFile(files.caCert, path.join(dir, 'ca.crt'));
-    await assert.rejects(createCertificates({ dir, hosts: ['localhost'] }), isCliErrorMatching(/ca\/ca\.key/));
+    await assert.rejects(createCertificates({ dir, hosts: ['localhost'] }), isCertificateErrorMatching(/ca\/ca\.key/));
     assert.deepEqual(await fs.readdir(dir), ['ca.crt']);
     assert.deepEqual(await fs.readdir(path.dirname(dir)), ['certs']);
   });
@@ -257,7 +257,7 @@ describe('createCertificates', () => {
     await fs.mkdir(dir);
     await fs.copyFile(files.caCert, path.join(dir, 'ca.crt'));
     await fs.copyFile(otherFiles.caKey, path.join(dir, '..', 'ca', 'ca.key'));
-    await assert.rejects(createCertificates({ dir, hosts: ['localhost'] }), isCliErrorMatching(/not the private key/));
+    await assert.rejects(createCertificates({ dir, hosts: ['localhost'] }), isCertificateErrorMatching(/not the private key/));
     assert.deepEqual(await fs.readdir(dir), ['ca.crt']);
   });
 
@@ -265,7 +265,7 @@ describe('createCertificates', () => {
     const dir = certDir('bad-host');
     await assert.rejects(
       createCertificates({ dir, hosts: ['localhost', 'bad host'] }),
-      isCliErrorMatching(/"bad host"/),
+      isCertificateErrorMatching(/"bad host"/),
     );
     await assert.rejects(fs.stat(dir), { code: 'ENOENT' });
   });
@@ -358,7 +358,7 @@ describe('ensureTokenSigningKey', () => {
     await fs.copyFile(files.tokenKey, path.join(dir, 'token.key'));
     await assert.rejects(
       ensureTokenSigningKey(path.join(dir, 'token.key'), path.join(dir, 'token.crt')),
-      isCliErrorMatching(/token\.crt/),
+      isCertificateErrorMatching(/token\.crt/),
     );
   });
 });
@@ -369,8 +369,8 @@ describe('validateHost', () => {
     ...['1.2.3.256', 'fe80::1%eth0', '-x.example', '*'],
   ];
   for (const host of hostile) {
-    test(`rejects ${JSON.stringify(host)} with a CliError naming it`, () => {
-      assert.throws(() => validateHost(host), isCliErrorMatching(JSON.stringify(host)));
+    test(`rejects ${JSON.stringify(host)} with a CertificateError naming it`, () => {
+      assert.throws(() => validateHost(host), isCertificateErrorMatching(JSON.stringify(host)));
     });
   }
 

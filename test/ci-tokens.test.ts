@@ -16,7 +16,7 @@ import {
   revokeCiToken,
   revokeCiTokensOfUser,
 } from '../src/ci-tokens.js';
-import { CliError, ConfigError } from '../src/errors.js';
+import { CliError, ConfigError, FileFormatError } from '../src/errors.js';
 import { recordingLog } from './helpers/recording-log.js';
 
 async function tokenFile(t: TestContext): Promise<string> {
@@ -293,8 +293,8 @@ describe('revokeCiToken and reload', () => {
     const token = await createCiToken(file, { user: 'ci', scopes: appPullPush, ttlSeconds: null });
     const corrupt = (await readFile(file, 'utf8')).slice(0, -20);
     await writeFile(file, corrupt);
-    await assert.rejects(createCiToken(file, { user: 'ci', scopes: appPullPush, ttlSeconds: null }), CliError);
-    await assert.rejects(revokeCiToken(file, token.id), CliError);
+    await assert.rejects(createCiToken(file, { user: 'ci', scopes: appPullPush, ttlSeconds: null }), FileFormatError);
+    await assert.rejects(revokeCiToken(file, token.id), FileFormatError);
     assert.equal(await readFile(file, 'utf8'), corrupt);
   });
 

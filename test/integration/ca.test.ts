@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { createCertificates, type CertificateFiles } from '../../src/certs.js';
-import { CliError } from '../../src/errors.js';
+import { CertificateError } from '../../src/errors.js';
 import { requireCommand, runCommand } from '../helpers/clients.js';
 
 const execFileAsync = promisify(execFile);
@@ -96,7 +96,7 @@ describe('the local CA', () => {
     const first = await createCertificates({ dir, hosts: ['localhost'] });
     const before = await fs.readFile(first.serverCert);
     await assert.rejects(createCertificates({ dir, hosts: ['localhost', 'other.example.test'], force: true }), (error) => {
-      assert.ok(error instanceof CliError);
+      assert.ok(error instanceof CertificateError);
       assert.match(error.message, /may only sign for localhost .*not for other\.example\.test.*make a new CA/);
       return true;
     });
