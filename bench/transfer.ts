@@ -10,7 +10,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
-import { RegistryProcess } from '../src/registry-process.js';
+import { RegistryProcess } from '../src/registry/registry-process.js';
 import { buildOciImage, type TestImage } from '../test/helpers/oci-image.js';
 import { freePort } from '../test/helpers/ports.js';
 import { skopeoCopy, skopeoLogin, type PlainHttp, type SkopeoContext } from '../test/helpers/skopeo.js';

@@ -3,18 +3,18 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import helmet from 'helmet';
 import type { Logger } from 'pino';
-import type { Authorizer } from './access.js';
-import { accessLog } from './access-log.js';
-import type { Config } from './config.js';
+import type { Authorizer } from './access/access.js';
+import { accessLog } from './ops/access-log.js';
+import type { Config } from './config/config.js';
 import { RegistryError } from './errors.js';
-import { createForwarder } from './forward.js';
-import { createV2Gate } from './gate.js';
-import type { LoginServices } from './login.js';
-import type { RegistryProxy } from './proxy.js';
-import { refuseUnsureFraming } from './request-framing.js';
-import type { TokenAuthority } from './token.js';
-import { createTokenRouter } from './token-service.js';
-import type { UpstreamPool } from './upstreams.js';
+import { createForwarder } from './registry/forward.js';
+import { createV2Gate } from './access/gate.js';
+import type { LoginServices } from './auth/login.js';
+import type { RegistryProxy } from './registry/proxy.js';
+import { refuseUnsureFraming } from './registry/request-framing.js';
+import type { TokenAuthority } from './auth/token.js';
+import { createTokenRouter } from './auth/token-service.js';
+import type { UpstreamPool } from './registry/upstreams.js';
 
 export interface AppDependencies {
   config: Readonly<Config>;

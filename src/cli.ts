@@ -6,16 +6,16 @@ import { setDefaultHighWaterMark } from 'node:stream';
 import { Command, CommanderError, Option } from 'commander';
 import { pino } from 'pino';
 import { stringify as toYaml } from 'yaml';
-import { AllowAuthenticated, loadAccessFile } from './access-rules.js';
-import { addCertsCommand } from './certs-command.js';
-import { createCiToken, listCiTokens, parseCiTokenScopes, parseTtl, revokeCiToken, revokeCiTokensOfUser } from './ci-tokens.js';
-import { formatScope } from './access.js';
-import { describeConfig, loadConfig, settingDefault, settingsHelp, settingsMarkdownTable } from './config.js';
+import { AllowAuthenticated, loadAccessFile } from './access/access-rules.js';
+import { addCertsCommand } from './cli/certs-command.js';
+import { createCiToken, listCiTokens, parseCiTokenScopes, parseTtl, revokeCiToken, revokeCiTokensOfUser } from './auth/ci-tokens.js';
+import { formatScope } from './access/access.js';
+import { describeConfig, loadConfig, settingDefault, settingsHelp, settingsMarkdownTable } from './config/config.js';
 import { CertificateError, CliError, ConfigError } from './errors.js';
 import { startGateway, type RunningGateway } from './gateway.js';
-import { preflight } from './preflight.js';
-import { addUser, DEFAULT_BCRYPT_COST, listUsers, removeUser, requireUser, validateUserName } from './htpasswd.js';
-import { readPassword } from './prompt.js';
+import { preflight } from './config/preflight.js';
+import { addUser, DEFAULT_BCRYPT_COST, listUsers, removeUser, requireUser, validateUserName } from './auth/htpasswd.js';
+import { readPassword } from './cli/prompt.js';
 
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 

@@ -5,8 +5,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { covers, grantFor, type Access, type Identity } from '../src/access.js';
-import { AccessFileError, AllowAuthenticated, loadAccessFile, parseAccessFile, type RuleSet } from '../src/access-rules.js';
+import { covers, grantFor, type Access, type Identity } from '../src/access/access.js';
+import { AccessFileError, AllowAuthenticated, loadAccessFile, parseAccessFile, type RuleSet } from '../src/access/access-rules.js';
 
 const rulesFrom = (yaml: string): RuleSet => parseAccessFile(yaml, 'test.yml').rules;
 

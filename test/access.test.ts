@@ -2,8 +2,8 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { covers, formatScope, grantFor, limitAccess, mergeAccess, parseScope, parseScopes, type Access } from '../src/access.js';
-import { AllowAuthenticated } from '../src/access-rules.js';
+import { covers, formatScope, grantFor, limitAccess, mergeAccess, parseScope, parseScopes, type Access } from '../src/access/access.js';
+import { AllowAuthenticated } from '../src/access/access-rules.js';
 
 const repo = (name: string, ...actions: string[]): Access => ({ type: 'repository', name, actions });
 const catalog: Access = { type: 'registry', name: 'catalog', actions: ['*'] };

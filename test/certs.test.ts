@@ -15,9 +15,9 @@ import {
   ensureTokenSigningKey,
   validateHost,
   type CertificateFiles,
-} from '../src/certs.js';
+} from '../src/tls/certs.js';
 import { CertificateError } from '../src/errors.js';
-import { containerdHostsToml, trustInstructions } from '../src/trust.js';
+import { containerdHostsToml, trustInstructions } from '../src/tls/trust.js';
 
 const execFileAsync = promisify(execFile);
 

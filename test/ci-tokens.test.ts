@@ -5,8 +5,8 @@ import { lstat, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import type { Access } from '../src/access.js';
-import { CiTokenStore, type KnownUsers } from '../src/ci-token-store.js';
+import type { Access } from '../src/access/access.js';
+import { CiTokenStore, type KnownUsers } from '../src/auth/ci-token-store.js';
 import {
   createCiToken,
   isCiTokenCredential,
@@ -15,7 +15,7 @@ import {
   parseTtl,
   revokeCiToken,
   revokeCiTokensOfUser,
-} from '../src/ci-tokens.js';
+} from '../src/auth/ci-tokens.js';
 import { CliError, ConfigError, FileFormatError } from '../src/errors.js';
 import { recordingLog } from './helpers/recording-log.js';
 

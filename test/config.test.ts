@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { describeConfig, loadConfig, parseListen, settings, type Config, type ListenAddress } from '../src/config.js';
+import { describeConfig, loadConfig, parseListen, settings, type Config, type ListenAddress } from '../src/config/config.js';
 import { ConfigError } from '../src/errors.js';
 
 const cwd = path.resolve('/srv/gateway');

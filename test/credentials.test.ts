@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { readAuthorization, type PresentedCredentials } from '../src/credentials.js';
+import { readAuthorization, type PresentedCredentials } from '../src/auth/credentials.js';
 
 const base64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
 const basic = (user: string, password: string): PresentedCredentials => ({ kind: 'basic', credentials: { user, password } });

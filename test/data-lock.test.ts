@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, rm, utimes } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { dataDirInUse, dataLockPath, lockDataDir } from '../src/data-lock.js';
+import { dataDirInUse, dataLockPath, lockDataDir } from '../src/config/data-lock.js';
 import { ConfigError } from '../src/errors.js';
 
 const noLoss = (error: Error) => assert.fail(`the lock was lost: ${error.message}`);

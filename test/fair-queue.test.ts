@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FairQueue } from '../src/fair-queue.js';
+import { FairQueue } from '../src/auth/fair-queue.js';
 
 class Refused extends Error {}
 

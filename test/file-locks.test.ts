@@ -6,9 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { lock } from 'proper-lockfile';
-import { listCiTokens } from '../src/ci-tokens.js';
-import { FileLockError, lockPathOf } from '../src/files.js';
-import { addUser, listUsers } from '../src/htpasswd.js';
+import { listCiTokens } from '../src/auth/ci-tokens.js';
+import { FileLockError, lockPathOf } from '../src/config/files.js';
+import { addUser, listUsers } from '../src/auth/htpasswd.js';
 import { runCli } from './helpers/run-cli.js';
 
 const EDITORS = 8;

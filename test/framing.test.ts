@@ -4,9 +4,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Request } from 'express';
 import { RegistryError } from '../src/errors.js';
-import { framingOf, hasBody } from '../src/request-framing.js';
-import { prepareOutgoing, upstreamTarget } from '../src/upstream-request.js';
-import { parseV2Route, withoutMount } from '../src/v2-route.js';
+import { framingOf, hasBody } from '../src/registry/request-framing.js';
+import { prepareOutgoing, upstreamTarget } from '../src/registry/upstream-request.js';
+import { parseV2Route, withoutMount } from '../src/access/v2-route.js';
 
 const digest = `sha256:${'a'.repeat(64)}`;
 

@@ -5,12 +5,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { Authenticator, PasswordChecker } from '../src/authenticator.js';
-import type { CiTokenStore } from '../src/ci-token-store.js';
+import { Authenticator, PasswordChecker } from '../src/auth/authenticator.js';
+import type { CiTokenStore } from '../src/auth/ci-token-store.js';
 import { RegistryError } from '../src/errors.js';
-import { hashPassword, UserStore } from '../src/htpasswd.js';
-import { logIn, type LoginLog, type LoginServices } from '../src/login.js';
-import { LoginThrottle, type ThrottleOptions } from '../src/throttle.js';
+import { hashPassword, UserStore } from '../src/auth/htpasswd.js';
+import { logIn, type LoginLog, type LoginServices } from '../src/auth/login.js';
+import { LoginThrottle, type ThrottleOptions } from '../src/auth/throttle.js';
 
 /** Records how many bcrypt checks run at once, and the most there ever were. */
 class ConcurrencyChecker extends PasswordChecker {

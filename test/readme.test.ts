@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { parseAccessFile } from '../src/access-rules.js';
-import { settings, settingsMarkdownTable } from '../src/config.js';
+import { parseAccessFile } from '../src/access/access-rules.js';
+import { settings, settingsMarkdownTable } from '../src/config/config.js';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 

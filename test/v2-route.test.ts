@@ -2,9 +2,9 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Access } from '../src/access.js';
+import type { Access } from '../src/access/access.js';
 import { RegistryError, type RegistryErrorCode } from '../src/errors.js';
-import { parseV2Route, requirementOf, type Requirement, type V2Route } from '../src/v2-route.js';
+import { parseV2Route, requirementOf, type Requirement, type V2Route } from '../src/access/v2-route.js';
 
 const digest = 'sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 const uploadId = '0c3b6d1e-4f5a-4b7c-9d2e-8f1a2b3c4d5e';

@@ -6,10 +6,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig } from '../../src/config/config.js';
 import { startGateway, type RunningGateway } from '../../src/gateway.js';
-import { addUser } from '../../src/htpasswd.js';
-import { RegistryProcess } from '../../src/registry-process.js';
+import { addUser } from '../../src/auth/htpasswd.js';
+import { RegistryProcess } from '../../src/registry/registry-process.js';
 
 export interface TestGateway {
   dir: string;

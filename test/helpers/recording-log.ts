@@ -1,6 +1,6 @@
 // A logger for store tests: records every call, so tests can check what was logged and how often.
 
-import type { FileLog } from '../../src/watched-file.js';
+import type { FileLog } from '../../src/config/watched-file.js';
 
 export interface LogEntry {
   level: 'debug' | 'info' | 'warn' | 'error';

@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
-import { Authenticator, PasswordChecker, type PasswordCheckerOptions } from '../../src/authenticator.js';
+import { Authenticator, PasswordChecker, type PasswordCheckerOptions } from '../../src/auth/authenticator.js';
 import { RegistryError } from '../../src/errors.js';
-import { UserStore } from '../../src/htpasswd.js';
+import { UserStore } from '../../src/auth/htpasswd.js';
 
 const run = promisify(execFile);
 

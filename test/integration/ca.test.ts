@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { createCertificates, type CertificateFiles } from '../../src/certs.js';
+import { createCertificates, type CertificateFiles } from '../../src/tls/certs.js';
 import { CertificateError } from '../../src/errors.js';
 import { requireCommand, runCommand } from '../helpers/clients.js';
 

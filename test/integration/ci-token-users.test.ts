@@ -5,8 +5,8 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { createCiToken } from '../../src/ci-tokens.js';
-import { addUser } from '../../src/htpasswd.js';
+import { createCiToken } from '../../src/auth/ci-tokens.js';
+import { addUser } from '../../src/auth/htpasswd.js';
 import { basic, request, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { runCli } from '../helpers/run-cli.js';
 

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import https from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
-import { ClientShare } from '../../src/client-share.js';
+import { ClientShare } from '../../src/registry/client-share.js';
 import { fetchToken, request, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { rawConnect, rawExchange } from '../helpers/raw-tls.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.js';

@@ -5,8 +5,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { defaultCaDir } from '../../src/ca.js';
-import { certificatePaths } from '../../src/certs.js';
+import { defaultCaDir } from '../../src/tls/ca.js';
+import { certificatePaths } from '../../src/tls/certs.js';
 import { envFileFromExample, projectRoot, renderCompose, serviceMounts, type ComposeModel } from '../helpers/swift.js';
 
 /** The folder the image runs in (its WORKDIR): relative paths of the commands are taken from it. */

@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { addUser, removeUser } from '../../src/htpasswd.js';
+import { addUser, removeUser } from '../../src/auth/htpasswd.js';
 import { basic, request, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { buildOciImage, type TestImage } from '../helpers/oci-image.js';
 import { skopeoCopy, skopeoInspectDigest, skopeoLogin } from '../helpers/skopeo.js';

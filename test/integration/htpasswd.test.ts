@@ -20,8 +20,8 @@ import {
   requireUser,
   UserStore,
   validateUserName,
-} from '../../src/htpasswd.js';
-import { readPassword } from '../../src/prompt.js';
+} from '../../src/auth/htpasswd.js';
+import { readPassword } from '../../src/cli/prompt.js';
 import { recordingLog } from '../helpers/recording-log.js';
 
 const run = promisify(execFile);

@@ -7,7 +7,7 @@ import https from 'node:https';
 import type { Response } from 'express';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { RegistryError } from '../../src/errors.js';
-import { KeyedLock, runHoldingUntilResponseEnds } from '../../src/tag-locks.js';
+import { KeyedLock, runHoldingUntilResponseEnds } from '../../src/registry/tag-locks.js';
 import { fetchToken, request, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { FakeRegistry } from '../helpers/fake-registry.js';
 

@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { hashPassword } from '../../src/htpasswd.js';
+import { hashPassword } from '../../src/auth/htpasswd.js';
 import { basic, startTestGateway } from '../helpers/gateway.js';
 import { requestLines, SourceClient } from '../helpers/sources.js';
 

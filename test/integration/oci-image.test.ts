@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { createGunzip } from 'node:zlib';
 import { pino } from 'pino';
-import { RegistryProcess, findRegistryBinary, registryInstallHint } from '../../src/registry-process.js';
+import { RegistryProcess, findRegistryBinary, registryInstallHint } from '../../src/registry/registry-process.js';
 import { buildOciImage, ociLayerMediaType, ociManifestMediaType, type TestImage } from '../helpers/oci-image.js';
 import { skopeoCopy, skopeoInspect, skopeoInspectDigest, type SkopeoContext } from '../helpers/skopeo.js';
 

@@ -8,8 +8,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createCertificates } from '../../src/certs.js';
-import { startHttpsServer, type RunningServer } from '../../src/server.js';
+import { createCertificates } from '../../src/tls/certs.js';
+import { startHttpsServer, type RunningServer } from '../../src/tls/server.js';
 import { requireCommand, runCommand } from '../helpers/clients.js';
 import { request, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 

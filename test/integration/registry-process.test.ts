@@ -17,7 +17,7 @@ import {
   parseRegistryLine,
   registryConfig,
   registryInstallHint,
-} from '../../src/registry-process.js';
+} from '../../src/registry/registry-process.js';
 import { freePort } from '../helpers/ports.js';
 import { skopeoLogin } from '../helpers/skopeo.js';
 
@@ -383,7 +383,7 @@ require('node:http')
   test('a parent that exits without stop() takes its registry down with it', { timeout: 30_000 }, async (t) => {
     const dataDir = await freshDir('orphan');
     const projectRoot = fileURLToPath(new URL('../../../', import.meta.url));
-    const moduleUrl = new URL('../../src/registry-process.js', import.meta.url).href;
+    const moduleUrl = new URL('../../src/registry/registry-process.js', import.meta.url).href;
     const script = `
       import { pino } from 'pino';
       import { RegistryProcess } from ${JSON.stringify(moduleUrl)};

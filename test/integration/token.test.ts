@@ -8,9 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import jwt from 'jsonwebtoken';
-import type { Access } from '../../src/access.js';
+import type { Access } from '../../src/access/access.js';
 import { ConfigError } from '../../src/errors.js';
-import { libtrustKeyId, TokenAuthority, TokenError, type TokenAuthorityOptions } from '../../src/token.js';
+import { libtrustKeyId, TokenAuthority, TokenError, type TokenAuthorityOptions } from '../../src/auth/token.js';
 import { makeEcTokenKey, makeRsaTokenKey } from '../helpers/token-keys.js';
 
 const ISSUER = 'registry-gateway';

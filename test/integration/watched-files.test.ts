@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { createCiToken } from '../../src/ci-tokens.js';
-import { addUser } from '../../src/htpasswd.js';
+import { createCiToken } from '../../src/auth/ci-tokens.js';
+import { addUser } from '../../src/auth/htpasswd.js';
 import { basic, request, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 
 const users = { alice: 'alice-password', bob: 'bob-password' };

@@ -1,0 +1,200 @@
+// Settings from an optional YAML file overridden by GATEWAY_* variables, validated into one frozen Config.
+
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { LineCounter, isMap, isScalar, parseDocument, type Node } from 'yaml';
+import { ConfigError } from '../errors.js';
+import { settingKeys, settingName, settings, settingTable, type ListenAddress, type LogLevel, type SettingKey, type SettingValue } from './settings.js';
+
+export { parseListen, settingDefault, settings, settingsHelp, settingsMarkdownTable, type ListenAddress, type SettingDoc } from './settings.js';
+
+export type AuthMode = 'token' | 'basic';
+
+export interface Config {
+  listen: ListenAddress;
+  /** Backend registries sharing one storage; empty means: start and supervise an embedded registry. */
+  upstreams: URL[];
+  tlsCert: string;
+  tlsKey: string;
+  htpasswd: string;
+  /** Access rules (YAML); a missing file at the default place means: every authenticated user may do everything. */
+  accessFile: string;
+  /** Whether `access` (GATEWAY_ACCESS) was set explicitly, so that a missing file is an error rather than the default. */
+  accessFileRequired: boolean;
+  ciTokensFile: string;
+  auth: AuthMode;
+  /** Public origin used for the token realm and upload URLs; undefined means derived from each request. */
+  publicUrl: URL | undefined;
+  service: string;
+  tokenTtlSeconds: number;
+  tokenIssuer: string;
+  tokenKey: string;
+  tokenCert: string;
+  registryBin: string | undefined;
+  dataDir: string;
+  logLevel: LogLevel;
+  basicCacheSeconds: number;
+  shutdownGraceSeconds: number;
+  /** Upstream requests one client address may have in flight. */
+  upstreamPerClient: number;
+  /** Seconds a request body may send nothing before both sides are closed. */
+  bodyIdleSeconds: number;
+}
+
+export interface LoadConfigOptions {
+  /** YAML file; relative paths inside it are taken from the file's folder. */
+  file?: string;
+  env: NodeJS.ProcessEnv;
+  /** Folder that relative paths from variables and defaults are taken from. */
+  cwd: string;
+}
+
+export interface LoadedConfig {
+  config: Readonly<Config>;
+  /** Things worth a warning at start-up (e.g. an unknown GATEWAY_* variable, a likely typo). */
+  warnings: string[];
+}
+
+/** Where a value came from: an error names the variable, or the file and line, that set it. */
+interface Given {
+  value: unknown;
+  /** "GATEWAY_X (x)" or "FILE:LINE:COLUMN: x". */
+  where: string;
+  /** Folder that a relative path in this value is taken from. */
+  baseDir: string;
+}
+
+interface ConfigFile {
+  values: Map<string, { value: unknown; line: number; column: number }>;
+}
+
+/** "reason" plus the offending lines with a caret, from the yaml library's pretty error. */
+function yamlProblem(message: string): string {
+  const [reason = message, context = ''] = message.split(/ at line \d+, column \d+:\n\n/);
+  const lines = context.replace(/\n+$/, '').split('\n');
+  return lines.length > 0 && lines[0] !== '' ? `${reason}\n${lines.map((line) => `    ${line}`).join('\n')}` : reason;
+}
+
+function readConfigFile(file: string): ConfigFile {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError('--config', `cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
+  }
+  const lineCounter = new LineCounter();
+  const document = parseDocument(text, { lineCounter, prettyErrors: true });
+  const syntaxError = document.errors[0];
+  if (syntaxError) {
+    const at = syntaxError.linePos?.[0];
+    throw new ConfigError(at ? `${file}:${at.line}:${at.col}` : file, `not valid YAML: ${yamlProblem(syntaxError.message)}`);
+  }
+  const values: ConfigFile['values'] = new Map();
+  const root = document.contents;
+  if (root === null || (isScalar(root) && root.value === null)) return { values };
+  if (!isMap(root)) throw new ConfigError(file, 'must hold a mapping of settings (key: value lines)');
+  const data = document.toJS() as Record<string, unknown>;
+  for (const pair of root.items) {
+    const keyNode = pair.key as Node | null;
+    const key = isScalar(keyNode) ? String(keyNode.value) : String(keyNode);
+    const at = (node: Node | null) => lineCounter.linePos(node?.range?.[0] ?? keyNode?.range?.[0] ?? 0);
+    if (!(key in settingTable)) {
+      const position = at(keyNode);
+      throw new ConfigError(`${file}:${position.line}:${position.col}`, `unknown setting "${key}" (known: ${settingKeys.join(', ')})`);
+    }
+    const position = at(pair.value as Node | null);
+    values.set(key, { value: data[key], line: position.line, column: position.col });
+  }
+  return { values };
+}
+
+export function loadConfig(options: LoadConfigOptions): LoadedConfig {
+  const warnings: string[] = [];
+  const file = options.file === undefined ? undefined : path.resolve(options.cwd, options.file);
+  const fileDir = file ? path.dirname(file) : options.cwd;
+  const fromFile = file ? readConfigFile(file).values : new Map<string, never>();
+
+  const given = new Map<SettingKey, Given>();
+  for (const key of settingKeys) {
+    const variable = settingTable[key].env;
+    const fromEnv = options.env[variable];
+    const inFile = fromFile.get(key);
+    if (fromEnv !== undefined && fromEnv !== '') given.set(key, { value: fromEnv, where: settingName(key), baseDir: options.cwd });
+    else if (inFile) given.set(key, { value: inFile.value, where: `${file}:${inFile.line}:${inFile.column}: ${key}`, baseDir: fileDir });
+  }
+  const knownEnv = new Set(settings.map((s) => s.env));
+  for (const name of Object.keys(options.env)) {
+    if (name.startsWith('GATEWAY_') && !knownEnv.has(name)) warnings.push(`${name} is not a setting of the gateway and is ignored`);
+  }
+
+  /** The checked value of a setting: what was given, else its default, through the setting's own schema. */
+  const value = <K extends SettingKey>(key: K): SettingValue<K> => {
+    const source = given.get(key);
+    const raw = source ? source.value : (settingTable[key] as { default?: unknown }).default;
+    const result = settingTable[key].schema.safeParse(raw);
+    if (!result.success) throw new ConfigError(source?.where ?? settingName(key), result.error.issues[0]?.message ?? 'invalid value');
+    return result.data as SettingValue<K>;
+  };
+  const resolvedPath = (key: SettingKey & ('tls_cert' | 'tls_key' | 'htpasswd' | 'ci_tokens' | 'token_key' | 'token_cert' | 'data_dir')): string =>
+    path.resolve(given.get(key)?.baseDir ?? options.cwd, value(key));
+  const optionalPath = (key: 'access' | 'registry_bin'): string | undefined => {
+    const chosen = value(key);
+    return chosen === undefined ? undefined : path.resolve(given.get(key)?.baseDir ?? options.cwd, chosen);
+  };
+  const registryBin = value('registry_bin');
+
+  const config: Config = {
+    listen: value('listen'),
+    upstreams: value('upstream'),
+    tlsCert: resolvedPath('tls_cert'),
+    tlsKey: resolvedPath('tls_key'),
+    htpasswd: resolvedPath('htpasswd'),
+    accessFile: optionalPath('access') ?? path.join(fileDir, 'access.yml'),
+    accessFileRequired: value('access') !== undefined,
+    ciTokensFile: resolvedPath('ci_tokens'),
+    auth: value('auth'),
+    publicUrl: value('public_url'),
+    service: value('service'),
+    tokenTtlSeconds: value('token_ttl'),
+    tokenIssuer: value('token_issuer'),
+    tokenKey: resolvedPath('token_key'),
+    tokenCert: resolvedPath('token_cert'),
+    // A bare name (docker-registry) is looked up on PATH; only a path is taken relative to a folder.
+    registryBin: registryBin?.includes('/') ? optionalPath('registry_bin') : registryBin,
+    dataDir: resolvedPath('data_dir'),
+    logLevel: value('log_level'),
+    basicCacheSeconds: value('basic_cache_ttl'),
+    shutdownGraceSeconds: value('shutdown_grace'),
+    upstreamPerClient: value('upstream_per_client'),
+    bodyIdleSeconds: value('body_idle_timeout'),
+  };
+  return { config: Object.freeze(config), warnings };
+}
+
+/** The effective configuration as YAML-ready data with paths and URLs as strings (no secrets live in Config). */
+export function describeConfig(config: Readonly<Config>): Record<SettingKey, unknown> {
+  const unset = (key: SettingKey) => settings.find((s) => s.key === key)!.default;
+  return {
+    listen: `${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${config.listen.port}`,
+    upstream: config.upstreams.length ? config.upstreams.map((url) => url.origin).join(',') : unset('upstream'),
+    tls_cert: config.tlsCert,
+    tls_key: config.tlsKey,
+    htpasswd: config.htpasswd,
+    access: config.accessFile,
+    ci_tokens: config.ciTokensFile,
+    auth: config.auth,
+    public_url: config.publicUrl?.origin ?? unset('public_url'),
+    service: config.service,
+    token_ttl: config.tokenTtlSeconds,
+    token_issuer: config.tokenIssuer,
+    token_key: config.tokenKey,
+    token_cert: config.tokenCert,
+    registry_bin: config.registryBin ?? unset('registry_bin'),
+    data_dir: config.dataDir,
+    log_level: config.logLevel,
+    basic_cache_ttl: config.basicCacheSeconds,
+    shutdown_grace: config.shutdownGraceSeconds,
+    upstream_per_client: config.upstreamPerClient,
+    body_idle_timeout: config.bodyIdleSeconds,
+  };
+}

@@ -1,0 +1,285 @@
+// The settings table: each setting's YAML key, variable, default (written only here), meaning and value schema.
+
+import net from 'node:net';
+import { z } from 'zod';
+import { ConfigError } from '../errors.js';
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+interface SettingSpec<S extends z.ZodType = z.ZodType> {
+  env: string;
+  /** The default in effect, as it would be written in the YAML file; absent when it is worked out at run time. */
+  default?: z.input<S>;
+  /** Markdown saying what applies when there is no literal default. */
+  defaultText?: string;
+  /** A path: relative values are taken from the file's folder (YAML) or the current folder (variables, default). */
+  isPath?: boolean;
+  /** Markdown, one line: the README table shows it as is, --help without the backticks. */
+  description: string;
+  /** Checks and converts the raw value: a string from a variable, any YAML value from the file. */
+  schema: S;
+}
+
+function setting<S extends z.ZodType>(spec: SettingSpec<S>): SettingSpec<S> {
+  return spec;
+}
+
+/** The reason `value` is no listen address, or the address. */
+function listenAddress(value: string): ListenAddress | string {
+  const bare = /^\d+$/.exec(value);
+  const match = bare ? ['', '0.0.0.0', value] : /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d+)$/.exec(value);
+  if (!match) return `"${value}" is not HOST:PORT, [IPv6]:PORT or PORT`;
+  const host = bare ? '0.0.0.0' : (match[1] ?? match[2] ?? '') || '0.0.0.0';
+  const port = Number(bare ? value : match[3]);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) return `port ${port} is out of range`;
+  if (net.isIP(host) === 0 && !/^[a-zA-Z0-9.-]+$/.test(host)) return `"${host}" is not a host name or IP address`;
+  return { host, port };
+}
+
+/** The reason `value` is no origin of the given schemes, or the URL. */
+function origin(value: string, protocols: string[], example: string, shape: string): URL | string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return `"${value}" is not a URL (expected e.g. ${example})`;
+  }
+  if (!protocols.includes(url.protocol)) {
+    return protocols.length === 1 ? 'must be an https:// URL: registry clients only send credentials over TLS' : 'must be an http:// or https:// URL';
+  }
+  if (url.pathname !== '/' || url.search || url.hash || url.username || url.password) return shape;
+  return url;
+}
+
+function upstreams(value: string | string[] | null | undefined): URL[] | string {
+  const items = (Array.isArray(value) ? value : (value ?? '').split(',')).map((item) => item.trim()).filter((item) => item.length > 0);
+  const urls: URL[] = [];
+  for (const item of items) {
+    const url = origin(item, ['http:', 'https:'], 'http://registry:5000', 'must be an origin only (scheme, host, port), with no path, query or credentials');
+    if (typeof url === 'string') return url;
+    urls.push(url);
+  }
+  if (new Set(urls.map((url) => url.origin)).size !== urls.length) return 'lists the same registry twice';
+  return urls;
+}
+
+/** Turns a checker's string answer into a zod issue, so one message reaches the user whichever way it failed. */
+function checked<T>(check: (value: never) => T | string) {
+  return (value: unknown, context: z.RefinementCtx): T => {
+    const result = check(value as never);
+    if (typeof result === 'string') {
+      context.addIssue({ code: 'custom', message: result });
+      return z.NEVER;
+    }
+    return result;
+  };
+}
+
+function wholeNumber(min: number, max: number) {
+  const message = `must be a whole number from ${min} to ${max}`;
+  return z
+    .union([z.number(), z.string().regex(/^\s*\d+\s*$/, message).transform(Number)], message)
+    .pipe(z.number().int(message).min(min, message).max(max, message));
+}
+
+const text = (message = 'must be text') => z.string(message);
+const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Every setting, in the order --help and the README list them. */
+export const settingTable = {
+  listen: setting({
+    env: 'GATEWAY_LISTEN',
+    default: '0.0.0.0:5443',
+    description: 'address the HTTPS server listens on (`HOST:PORT`, `[IPv6]:PORT`, `PORT`)',
+    schema: z.union([z.string(), z.number()], 'must be HOST:PORT, [IPv6]:PORT or PORT').transform(checked((value: string | number) => listenAddress(String(value)))),
+  }),
+  upstream: setting({
+    env: 'GATEWAY_UPSTREAM',
+    defaultText: 'embedded registry',
+    description:
+      'backend registry URL, e.g. `http://registry:5000`, or several separated by commas (a list in YAML); unset: the gateway runs the registry binary itself with storage under `data_dir`',
+    schema: z.union([z.string(), z.array(z.string())], 'must be a URL or a list of URLs').nullish().transform(checked(upstreams)),
+  }),
+  tls_cert: setting({
+    env: 'GATEWAY_TLS_CERT',
+    default: 'certs/server.crt',
+    isPath: true,
+    description: 'server certificate (PEM, chain allowed); when neither it nor the key exists, both are generated with a local CA, as `gateway certs` does',
+    schema: text(),
+  }),
+  tls_key: setting({ env: 'GATEWAY_TLS_KEY', default: 'certs/server.key', isPath: true, description: 'server private key (PEM)', schema: text() }),
+  htpasswd: setting({
+    env: 'GATEWAY_HTPASSWD',
+    default: 'htpasswd/htpasswd',
+    isPath: true,
+    description: 'users (bcrypt htpasswd); created with an `admin` user when missing',
+    schema: text(),
+  }),
+  access: setting({
+    env: 'GATEWAY_ACCESS',
+    defaultText: '`access.yml` beside `--config`, else in the current folder',
+    isPath: true,
+    description: 'access rules; without the file every authenticated user may do everything (when set, the file must exist)',
+    schema: text().optional(),
+  }),
+  ci_tokens: setting({
+    env: 'GATEWAY_CI_TOKENS',
+    default: 'htpasswd/ci-tokens.json',
+    isPath: true,
+    description: 'CI tokens (`gateway token create`); hashes only',
+    schema: text(),
+  }),
+  auth: setting({
+    env: 'GATEWAY_AUTH',
+    default: 'token',
+    description: '`token`: Bearer tokens from `/token`; `basic`: Basic auth on every request',
+    schema: z.enum(['token', 'basic'], 'must be "token" or "basic"'),
+  }),
+  public_url: setting({
+    env: 'GATEWAY_PUBLIC_URL',
+    defaultText: "from the request's `Host`",
+    description: 'public `https://` origin: token realm and upload URLs',
+    schema: text()
+      .optional()
+      .transform(
+        checked((value: string | undefined) =>
+          value ? origin(value, ['https:'], 'https://registry.example.com', 'must be an origin only (https://HOST[:PORT]), with no path') : undefined,
+        ),
+      ),
+  }),
+  service: setting({
+    env: 'GATEWAY_SERVICE',
+    default: 'registry-gateway',
+    description: 'token service name (challenge `service`, token `aud`)',
+    schema: text()
+      .min(1, 'must not be empty')
+      .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces or quotes')
+      .refine((value) => !value.includes('"'), 'must not contain quotes'),
+  }),
+  token_ttl: setting({ env: 'GATEWAY_TOKEN_TTL', default: 900, description: 'access token lifetime, seconds (60 to 86400)', schema: wholeNumber(60, 86400) }),
+  token_issuer: setting({ env: 'GATEWAY_TOKEN_ISSUER', default: 'registry-gateway', description: 'token issuer (`iss`)', schema: text().min(1, 'must not be empty') }),
+  token_key: setting({
+    env: 'GATEWAY_TOKEN_KEY',
+    default: 'certs/token.key',
+    isPath: true,
+    description: 'token signing key (RSA or EC P-256 PEM); created with its certificate when both are missing',
+    schema: text(),
+  }),
+  token_cert: setting({
+    env: 'GATEWAY_TOKEN_CERT',
+    default: 'certs/token.crt',
+    isPath: true,
+    description: "the signing key's certificate (sent as `x5c`)",
+    schema: text(),
+  }),
+  registry_bin: setting({
+    env: 'GATEWAY_REGISTRY_BIN',
+    defaultText: '`docker-registry` or `registry` on `PATH`',
+    isPath: true,
+    description: 'registry binary for the embedded registry (a bare name is looked up on `PATH`)',
+    schema: text().optional(),
+  }),
+  data_dir: setting({
+    env: 'GATEWAY_DATA_DIR',
+    default: 'data',
+    isPath: true,
+    description: 'storage and config of the embedded registry; one gateway at a time (it holds `data_dir/gateway.lock`)',
+    schema: text(),
+  }),
+  log_level: setting({
+    env: 'GATEWAY_LOG_LEVEL',
+    default: 'info',
+    description: '`fatal` … `trace`, or `silent`',
+    schema: z.enum(logLevels, `must be one of ${logLevels.join(', ')}`),
+  }),
+  basic_cache_ttl: setting({
+    env: 'GATEWAY_BASIC_CACHE_TTL',
+    default: 60,
+    description: 'seconds a successful password check is remembered (basic mode and `/token`, 0 to 3600); never outlives a password change',
+    schema: wholeNumber(0, 3600),
+  }),
+  shutdown_grace: setting({
+    env: 'GATEWAY_SHUTDOWN_GRACE',
+    default: 25,
+    description: 'seconds transfers may finish after SIGTERM (0 to 3600)',
+    schema: wholeNumber(0, 3600),
+  }),
+  upstream_per_client: setting({
+    env: 'GATEWAY_UPSTREAM_PER_CLIENT',
+    default: 64,
+    description:
+      'registry requests one client address (IPv6: its /64) may have in flight at once (1 to 100000); more get 429. Behind an HTTP load balancer every client has its address: raise it',
+    schema: wholeNumber(1, 100000),
+  }),
+  body_idle_timeout: setting({
+    env: 'GATEWAY_BODY_IDLE_TIMEOUT',
+    default: 60,
+    description: 'seconds an upload may send nothing before the gateway closes it (1 to 3600); a slow upload that keeps moving is never cut',
+    schema: wholeNumber(1, 3600),
+  }),
+};
+
+export type SettingKey = keyof typeof settingTable;
+export type SettingValue<K extends SettingKey> = z.output<(typeof settingTable)[K]['schema']>;
+
+export const settingKeys = Object.keys(settingTable) as SettingKey[];
+
+/** The setting's name both ways, "GATEWAY_X (x)", so an error is found whichever way it was given. */
+export function settingName(key: SettingKey): string {
+  return `${settingTable[key].env} (${key})`;
+}
+
+/** The literal default of a setting, as written in the YAML file, if it has one. */
+export function settingDefault(key: SettingKey): string | undefined {
+  const value = (settingTable[key] as SettingSpec).default;
+  return value === undefined ? undefined : String(value);
+}
+
+/** What applies when a setting is not given, as markdown: the literal default or its description. */
+function defaultMarkdown(key: SettingKey): string {
+  const literal = settingDefault(key);
+  return literal === undefined ? (settingTable[key] as SettingSpec).defaultText ?? 'none' : `\`${literal}\``;
+}
+
+const plain = (markdown: string) => markdown.replaceAll('`', '');
+
+/** One row per setting in the shape --help, the README and the tests read. */
+export interface SettingDoc {
+  key: SettingKey;
+  env: string;
+  /** The literal default, or in parentheses what applies without one. */
+  default: string;
+  description: string;
+}
+
+export const settings: readonly SettingDoc[] = settingKeys.map((key) => ({
+  key,
+  env: settingTable[key].env,
+  default: settingDefault(key) ?? `(${plain(defaultMarkdown(key))})`,
+  description: plain(settingTable[key].description),
+}));
+
+/** The README's Configuration table, generated so that it cannot disagree with the code. */
+export function settingsMarkdownTable(): string {
+  const rows = settingKeys.map((key) => `| \`${settingTable[key].env}\` | \`${key}\` | ${defaultMarkdown(key)} | ${settingTable[key].description} |`);
+  return ['| variable | YAML key | default | meaning |', '|---|---|---|---|', ...rows].join('\n');
+}
+
+/** The settings part of --help. */
+export function settingsHelp(): string {
+  const width = Math.max(...settings.map((s) => s.env.length));
+  const rows = settings.map((s) => `  ${s.env.padEnd(width)}  ${s.key}: ${s.description} (default: ${plain(defaultMarkdown(s.key))})`);
+  return `\nSettings (environment variable, then YAML key in --config; variables win):\n${rows.join('\n')}\n`;
+}
+
+/** Parses a listen address, throwing a ConfigError naming GATEWAY_LISTEN (listen). */
+export function parseListen(value: string): ListenAddress {
+  const result = listenAddress(value);
+  if (typeof result === 'string') throw new ConfigError(settingName('listen'), result);
+  return result;
+}
