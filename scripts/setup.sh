@@ -29,6 +29,11 @@ if [ "$mode" = --test ] || [ "$mode" = --bench ]; then
   # More real clients: podman (containers/image, like skopeo and buildah) and containerd's ctr.
   have podman || debs+=(podman)
   have ctr || debs+=(containerd)
+  # A real ACME CA (Let's Encrypt's test server, with its mock DNS) for the certificate tests.
+  have pebble || debs+=(pebble)
+  # Directory logins: each test runs a private slapd; ldap-utils load its entries.
+  have slapd || debs+=(slapd)
+  have ldapwhoami || debs+=(ldap-utils)
 fi
 if [ "$mode" = --bench ]; then
   have wrk || debs+=(wrk)
@@ -38,6 +43,8 @@ if [ ${#debs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && have apt-get; then
     echo "setup: installing Debian packages: ${debs[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
+    # The package would otherwise set up (and start) a system directory the tests never use.
+    if [[ " ${debs[*]} " == *" slapd "* ]]; then echo 'slapd slapd/no_configuration boolean true' | debconf-set-selections; fi
     apt-get update -qq >/dev/null
     apt-get install -y -qq --no-install-recommends "${debs[@]}" >/dev/null
   else

@@ -15,6 +15,9 @@ import { refuseUnsureFraming } from './registry/request-framing.js';
 import type { TokenAuthority } from './auth/token.js';
 import { createTokenRouter } from './auth/token-service.js';
 import type { UpstreamPool } from './registry/upstreams.js';
+import type { AcmeStatus } from './tls/acme/manager.js';
+import type { EventBus } from './ops/events.js';
+import type { MaintenanceStatus } from './ops/maintenance.js';
 
 export interface AppDependencies {
   config: Readonly<Config>;
@@ -26,6 +29,16 @@ export interface AppDependencies {
   upstreams: UpstreamPool;
   /** Whether the upstream registry answers; backs /readyz. */
   upstreamReady(): Promise<boolean>;
+  /** Where each finished request's events go (metrics, audit, webhooks). */
+  events?: EventBus;
+  /** The ACME certificate's state for /readyz, when ACME is on. */
+  certificateStatus?(): AcmeStatus | undefined;
+  /** Refuses writes during read-only maintenance and counts those in flight (after the /v2/ gate, before the forwarder). */
+  maintenanceGuard?: express.RequestHandler;
+  /** Read-only maintenance as this gateway has it in force, for /readyz. */
+  maintenanceStatus?(): MaintenanceStatus;
+  /** Web pages on the gateway's own origin (the OIDC sign-in at /login), before the token service and the /v2/ gate. */
+  pages?: express.RequestHandler;
 }
 
 /** A Host header as clients send it: name or [IPv6], optional port. Anything else never reaches a realm. */
@@ -53,7 +66,7 @@ export function createApp(deps: AppDependencies): express.Express {
   const publicHost = publicHostResolver(deps.config);
   const publicOrigin = (req: Request) => `https://${publicHost(req)}`;
 
-  app.use(accessLog(deps.logger));
+  app.use(accessLog(deps.logger, deps.events));
   // Before anything reads the request: more header lines than clients send, or framing in doubt, is refused.
   app.use(refuseUnsureFraming);
   app.use(
@@ -70,8 +83,14 @@ export function createApp(deps: AppDependencies): express.Express {
   });
   app.get('/readyz', async (_req, res) => {
     const ready = await deps.upstreamReady();
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ok' : 'upstream unavailable' });
+    // The certificate's state is reported, not judged: ACME validation may need traffic routed here first.
+    const certificate = deps.certificateStatus?.();
+    // Maintenance is reported, not judged: pulls go on, so the gateway stays ready.
+    const maintenance = deps.maintenanceStatus?.();
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ok' : 'upstream unavailable', ...(certificate ? { certificate } : {}), ...(maintenance ? { maintenance } : {}) });
   });
+
+  if (deps.pages) app.use(deps.pages);
 
   if (deps.config.auth === 'token') {
     app.use(
@@ -90,7 +109,8 @@ export function createApp(deps: AppDependencies): express.Express {
       publicOrigin,
     }),
   );
-  app.use(createForwarder({ proxy: deps.proxy, upstreams: deps.upstreams, authorizer: deps.authorizer }));
+  if (deps.maintenanceGuard) app.use(deps.maintenanceGuard);
+  app.use(createForwarder({ proxy: deps.proxy, upstreams: deps.upstreams, authorizer: deps.authorizer, logger: deps.logger, bodyIdleMs: deps.config.bodyIdleSeconds * 1000 }));
 
   app.use((_req, _res, next) => {
     next(new RegistryError('UNSUPPORTED', 'not found', undefined, 404));
@@ -111,6 +131,7 @@ function errorHandler(logger: Logger) {
       logger.error({ err: error, method: req.method, path: req.path }, 'request failed');
       registryError = new RegistryError('UNKNOWN', 'internal error');
     }
+    res.locals.registryError = { code: registryError.code, detail: registryError.detail };
     if (res.headersSent) {
       res.destroy();
       return;

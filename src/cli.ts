@@ -8,12 +8,18 @@ import { pino } from 'pino';
 import { stringify as toYaml } from 'yaml';
 import { AllowAuthenticated, loadAccessFile } from './access/access-rules.js';
 import { addCertsCommand } from './cli/certs-command.js';
-import { createCiToken, listCiTokens, parseCiTokenScopes, parseTtl, revokeCiToken, revokeCiTokensOfUser } from './auth/ci-tokens.js';
+import { addGcCommand } from './cli/gc-command.js';
+import { addMaintenanceCommand } from './cli/maintenance-command.js';
+import { addRetentionCommand } from './cli/retention-command.js';
+import { createCiToken, listCiTokens, parseCiTokenScopes, parseTtl, revokeCiToken, revokeCiTokensOfUser, type CiTokenRecord } from './auth/ci-tokens.js';
 import { formatScope } from './access/access.js';
 import { describeConfig, loadConfig, settingDefault, settingsHelp, settingsMarkdownTable } from './config/config.js';
 import { CertificateError, CliError, ConfigError } from './errors.js';
 import { startGateway, type RunningGateway } from './gateway.js';
 import { preflight } from './config/preflight.js';
+import { probeProviders } from './auth/chain-setup.js';
+import { probeSignIn } from './ui/sign-in-setup.js';
+import { describeProviders } from './config/providers.js';
 import { addUser, DEFAULT_BCRYPT_COST, listUsers, removeUser, requireUser, validateUserName } from './auth/htpasswd.js';
 import { readPassword } from './cli/prompt.js';
 
@@ -113,10 +119,16 @@ async function tokenCreate(options: { user: string; scope: string[]; ttl: string
     description: options.description,
   });
   process.stderr.write(
-    `created CI token ${created.id} for user "${options.user}" (${created.record.scopes.map(formatScope).join(' ')}), ` +
+    `created CI token ${created.id} for user "${options.user}" (${scopeText(created.record)}), ` +
       `expires ${created.record.expiresAt ?? 'never'}.\nUse it as the password, e.g. \`docker login -u ${options.user} --password-stdin\`. It is shown only once:\n\n`,
   );
   process.stdout.write(`${created.credential}\n`);
+}
+
+/** A token's scopes; a personal access token has none of its own: the access rules decide, with the groups it carries. */
+function scopeText(record: CiTokenRecord): string {
+  const groups = record.source === undefined ? '' : `${record.scopes.length === 0 ? 'access rules, ' : ''}groups [${(record.groups ?? []).join(',')}]`;
+  return [...record.scopes.map(formatScope), groups].filter((text) => text !== '').join(' ');
 }
 
 async function tokenList(options: { tokens: string }): Promise<void> {
@@ -127,7 +139,8 @@ async function tokenList(options: { tokens: string }): Promise<void> {
   }
   for (const record of records) {
     const description = record.description ? `  "${record.description}"` : '';
-    process.stdout.write(`${record.id}  ${record.user}  ${record.scopes.map(formatScope).join(' ')}  created ${record.createdAt}  expires ${record.expiresAt ?? 'never'}${description}\n`);
+    const origin = record.source === undefined ? '' : `  from ${record.source} sign-in "${record.provider ?? ''}"`;
+    process.stdout.write(`${record.id}  ${record.user}  ${scopeText(record)}  created ${record.createdAt}  expires ${record.expiresAt ?? 'never'}${origin}${description}\n`);
   }
 }
 
@@ -136,7 +149,7 @@ async function tokenRevoke(id: string, options: { tokens: string }): Promise<voi
   process.stdout.write(`revoked CI token ${id}; a running gateway stops accepting it within a second\n`);
 }
 
-async function accessCheck(user: string, action: string, repository: string, options: { config?: string; access?: string }): Promise<void> {
+async function accessCheck(user: string, action: string, repository: string, options: { config?: string; access?: string; groups?: string[] }): Promise<void> {
   const { config } = loadConfig({ file: options.config, env: process.env, cwd: process.cwd() });
   const file = options.access ?? config.accessFile;
   const present = existsSync(file);
@@ -146,11 +159,14 @@ async function accessCheck(user: string, action: string, repository: string, opt
   } catch (error) {
     throw new CliError((error as Error).message, 2);
   }
-  const identity = { user: user === 'anonymous' ? null : user };
+  // --groups: the access groups a provider (a directory) would vouch for, as after a directory login.
+  const providerGroups = (options.groups ?? []).flatMap((list) => list.split(',')).map((group) => group.trim()).filter((group) => group.length > 0);
+  const identity = { user: user === 'anonymous' ? null : user, ...(providerGroups.length > 0 ? { groups: providerGroups } : {}) };
   const explanation = rules.explain(identity, action, repository);
   process.stdout.write(`${explanation.allowed ? 'allowed' : 'denied'}: ${explanation.reason}\n  rules: ${present ? file : `${file} (missing)`}\n`);
   const groups = identity.user === null ? [] : rules.groupsOf(identity.user);
   if (groups.length > 0) process.stdout.write(`  groups of ${user}: ${groups.join(', ')}\n`);
+  if (identity.user !== null && providerGroups.length > 0) process.stdout.write(`  groups given with --groups: ${providerGroups.join(', ')}\n`);
   if (!explanation.allowed) process.exitCode = 1;
 }
 
@@ -166,7 +182,13 @@ async function configCheck(options: { config?: string }): Promise<void> {
   ].filter((item) => item !== undefined);
   if (creates.length > 0) process.stderr.write(`note: on first start, serve creates ${creates.join(', ')}\n`);
   if (checked.dataDirInUse) process.stderr.write(`note: a gateway is running with ${config.dataDir} now; another serve there would refuse to start\n`);
-  process.stdout.write(`configuration is valid:\n${toYaml(describeConfig(config))}`);
+  const providers = config.providers ?? [];
+  process.stdout.write(`configuration is valid:\n${toYaml({ ...describeConfig(config), ...(providers.length > 0 ? { providers: describeProviders(providers) } : {}) })}`);
+  // What works: each provider contacted as the gateway would; one that cannot be reached fails the check.
+  for (const probe of [...(await probeProviders(providers)), ...(await probeSignIn(config))]) {
+    process.stderr.write(`${probe.ok ? 'ok' : 'error'}: provider ${probe.name} (${probe.type}): ${probe.detail}\n`);
+    if (!probe.ok) process.exitCode = 1;
+  }
 }
 
 function configTable(): void {
@@ -227,12 +249,17 @@ function program(): Command {
     .description('explain whether USER (or "anonymous") may ACTION (pull, push, delete, catalog) on REPOSITORY, and which rule decides; exit 1 when denied')
     .option('-c, --config <file>', 'YAML file with settings (to find the access file)')
     .option('--access <file>', 'access file (default: GATEWAY_ACCESS, or access.yml beside --config)')
+    .option('--groups <names>', "access groups a provider puts the user in, as after a directory login (comma-separated; repeatable)", collect)
     .action(accessCheck);
+
+  addMaintenanceCommand(cli);
+  addGcCommand(cli);
+  addRetentionCommand(cli);
 
   const config = cli.command('config').description('configuration');
   config
     .command('check')
-    .description('run every check serve runs before it starts (settings, certificates, keys, users, access rules, CI tokens, registry binary, data folder) and print the effective settings')
+    .description('run every check serve runs before it starts (settings, certificates, keys, users, access rules, CI tokens, identity providers, registry binary, data folder), contact each provider (LDAP: bind as the service account) and print the effective settings')
     .option('-c, --config <file>', 'YAML file with settings')
     .addHelpText('after', settingsHelp())
     .action(configCheck);

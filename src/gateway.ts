@@ -19,8 +19,19 @@ import { UpstreamPool } from './registry/upstreams.js';
 import { RegistryProcess } from './registry/registry-process.js';
 import { lockDataDir } from './config/data-lock.js';
 import { preflight, type Preflight } from './config/preflight.js';
-import { startHttpsServer, TLS_OPTIONS } from './tls/server.js';
+import { startHttpsServer, type RunningServer } from './tls/server.js';
+import { AcmeChallenges } from './tls/acme/challenges.js';
+import { acmeManagerFor } from './tls/acme/from-config.js';
+import type { AcmeStatus } from './tls/acme/manager.js';
+import { startHttpListener, type RunningHttpListener } from './tls/http-listener.js';
+import { EventBus } from './ops/events.js';
+import { createMaintenanceGuard, MaintenanceMode, type MaintenanceStatus } from './ops/maintenance.js';
+import { scheduleFor } from './ops/gc-schedule.js';
 import { TokenAuthority } from './auth/token.js';
+import { createAuthenticatorChain, providerFingerprintKey, reportProviders } from './auth/chain-setup.js';
+import { SuccessCache } from './auth/success-cache.js';
+import { parseProviders } from './config/providers.js';
+import { createSignInPagesFor } from './ui/sign-in-setup.js';
 
 export interface GatewayOptions {
   logger: Logger;
@@ -28,6 +39,11 @@ export interface GatewayOptions {
   env: NodeJS.ProcessEnv;
   /** Where one-time messages for the operator go (generated password, generated certificates). */
   announce(message: string): void;
+  /** ACME retry timing (tests); the defaults are 1 minute doubling to 6 hours. */
+  acmeRetryMs?: number;
+  acmeMaxRetryMs?: number;
+  /** The ACME manager's clock (tests move it to make a renewal due). */
+  acmeNow?(): number;
 }
 
 export interface RunningGateway {
@@ -35,6 +51,16 @@ export interface RunningGateway {
   url: string;
   port: number;
   upstreams: URL[];
+  /** What the gateway does, as events (metrics, audit and webhooks listen here). */
+  events: EventBus;
+  /** The plain-HTTP listener's port, when GATEWAY_HTTP_LISTEN is set. */
+  httpPort: number | undefined;
+  /** The ACME certificate's state, when ACME is on. */
+  acmeStatus(): AcmeStatus | undefined;
+  /** Read-only maintenance as this gateway has it in force, and its writes in flight. */
+  maintenanceStatus(): MaintenanceStatus;
+  /** Runs the ACME check the renewal timer runs (use disk, or order when due); resolves when it is done. */
+  acmeCheckNow(): Promise<void>;
   /** Re-reads htpasswd, the access file, the CI tokens and the TLS certificate (what SIGHUP does). */
   reload(): Promise<void>;
   close(): Promise<void>;
@@ -124,46 +150,105 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
   const files = await loadGatewayFiles(config, logger);
   const { users, ciTokens, rules } = files;
   const checker = new PasswordChecker();
-  const authenticator = new Authenticator(users, checker, { cacheTtlMs: config.basicCacheSeconds * 1000 });
-  const logins = { authenticator, users, ciTokens, throttle: new LoginThrottle() };
+  // Successes are remembered once, for every authenticator, by the logins' success cache.
+  const authenticator = new Authenticator(users, checker, { cacheTtlMs: 0 });
+  const providers = config.providers ?? parseProviders(undefined);
+  const chain = await createAuthenticatorChain(providers, {
+    users,
+    ciTokens,
+    checker: authenticator,
+    fingerprintKey: providerFingerprintKey(readFileSync(config.tokenKey, 'utf8')),
+    logger,
+  });
+  logger.info({ authenticators: chain.names }, 'authenticators in the order they are asked');
+  reportProviders(providers, logger);
+  const logins = { authenticator, users, ciTokens, throttle: new LoginThrottle(), chain, successes: new SuccessCache({ ttlMs: config.basicCacheSeconds * 1000 }) };
+  const pages = await createSignInPagesFor(config, { tokens: ciTokens, users, logger, tokenKeyPem: readFileSync(config.tokenKey, 'utf8') });
 
   const registry = checked.registryBinary === undefined ? undefined : await startEmbeddedRegistry(config, options, checked.registryBinary);
   const upstreamUrls = registry ? [new URL(registry.url)] : config.upstreams;
   const pool = new UpstreamPool(upstreamUrls, { logger });
   const proxy = createRegistryProxy({ upstreams: pool, logger, publicHost: publicHostResolver(config), perClient: config.upstreamPerClient, bodyIdleMs: config.bodyIdleSeconds * 1000 });
 
-  const app = createApp({ config, logger, tokens, logins, authorizer: rules, proxy, upstreams: pool, upstreamReady: () => pool.checkAll() });
-  let server;
+  // ACME: a valid certificate on disk is served from the first connection; else the local one until ordered.
+  const challenges = new AcmeChallenges();
+  let certificate = { cert: readFileSync(config.tlsCert, 'utf8'), key: readFileSync(config.tlsKey, 'utf8') };
+  let server: RunningServer | undefined;
+  const acme = acmeManagerFor(config, {
+    logger,
+    challenges,
+    install: (cert, key) => {
+      certificate = { cert, key };
+      server?.setCertificate(cert, key);
+    },
+    retryMs: options.acmeRetryMs,
+    maxRetryMs: options.acmeMaxRetryMs,
+    now: options.acmeNow,
+  });
+  await acme?.loadFromDisk();
+
+  const events = new EventBus((error) => logger.error({ err: (error as Error).message }, 'an event listener failed'));
+  // Reported and read before the port opens: a gateway started during maintenance starts read-only.
+  const maintenance = new MaintenanceMode({ file: config.maintenanceFile, logger, onSwitch: (state) => events.emit({ type: 'maintenance', on: state.on, ...(state.by ? { by: state.by } : {}) }) });
   try {
-    server = await startHttpsServer(app, {
-      cert: readFileSync(config.tlsCert),
-      key: readFileSync(config.tlsKey),
-      listen: config.listen,
-      redirectHost: (hostHeader) => publicHostFor(config, hostHeader),
-      onPlainHttp: (answer) => logger.info(answer, 'plain HTTP request on the TLS port'),
-    });
+    await maintenance.start();
   } catch (error) {
     pool.close();
     await registry?.stop();
     await checker.close();
     throw error;
   }
+  const app = createApp({ config, logger, tokens, logins, authorizer: rules, proxy, upstreams: pool, upstreamReady: () => pool.checkAll(), certificateStatus: () => acme?.status(), pages, events, maintenanceGuard: createMaintenanceGuard(maintenance), maintenanceStatus: () => maintenance.status() });
+  const redirectHost = (hostHeader: string | undefined) => publicHostFor(config, hostHeader);
+  let httpListener: RunningHttpListener | undefined;
+  try {
+    server = await startHttpsServer(app, {
+      ...certificate,
+      listen: config.listen,
+      redirectHost,
+      onPlainHttp: (answer) => logger.info(answer, 'plain HTTP request on the TLS port'),
+      acme: acme ? challenges : undefined,
+    });
+    if (config.httpListen) {
+      httpListener = await startHttpListener({ listen: config.httpListen, challenges, redirectHost, onAnswer: (answer) => logger.debug(answer, 'plain HTTP request') });
+    }
+  } catch (error) {
+    await server?.close(0);
+    await maintenance.stop();
+    pool.close();
+    await registry?.stop();
+    await checker.close();
+    throw error;
+  }
+  acme?.begin();
+  const gcSchedule = scheduleFor(config, registry !== undefined, logger, options.env);
 
+  const running = server;
   const stopWatching = files.watch();
 
   const host = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? '127.0.0.1' : config.listen.host;
-  const url = `https://${host.includes(':') ? `[${host}]` : host}:${server.address.port}`;
+  const url = `https://${host.includes(':') ? `[${host}]` : host}:${running.address.port}`;
   logger.info({ url, upstreams: upstreamUrls.map((u) => u.origin), auth: config.auth, service: config.service, embedded: registry !== undefined }, 'gateway listening');
 
   let closed: Promise<void> | undefined;
   return {
     url,
-    port: server.address.port,
+    port: running.address.port,
     upstreams: upstreamUrls,
+    events,
+    httpPort: httpListener?.address.port,
+    acmeStatus: () => acme?.status(),
+    acmeCheckNow: async () => acme?.checkNow(),
+    maintenanceStatus: () => maintenance.status(),
     async reload() {
       await files.reload();
+      // With ACME the certificate comes from certs/acme/, never from tls_cert again.
+      if (acme) {
+        await acme.reload();
+        return;
+      }
       try {
-        server.server.setSecureContext({ ...TLS_OPTIONS, cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey) });
+        running.setCertificate(readFileSync(config.tlsCert), readFileSync(config.tlsKey));
         logger.info({ cert: config.tlsCert }, 'TLS certificate reloaded');
       } catch (error) {
         logger.error({ err: (error as Error).message }, 'TLS certificate reload failed; keeping the previous one');
@@ -172,11 +257,16 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
     close() {
       closed ??= (async () => {
         stopWatching();
-        await server.close(config.shutdownGraceSeconds * 1000);
+        await gcSchedule?.stop();
+        await acme?.stop();
+        await httpListener?.close();
+        await running.close(config.shutdownGraceSeconds * 1000);
+        await maintenance.stop();
         proxy.close();
         pool.close();
         await registry?.stop();
         await checker.close();
+        await chain.close();
         logger.info('gateway stopped');
       })();
       return closed;

@@ -59,6 +59,11 @@ describe('loadConfig defaults', () => {
       shutdownGraceSeconds: 25,
       upstreamPerClient: 64,
       bodyIdleSeconds: 60,
+      acme: undefined,
+      httpListen: undefined,
+      maintenanceFile: path.join(cwd, 'maintenance/maintenance.json'),
+      registryConfig: undefined,
+      gcSchedule: undefined,
     };
     assert.deepEqual({ ...config }, expected);
     assert.deepEqual(warnings, []);
@@ -66,7 +71,7 @@ describe('loadConfig defaults', () => {
 
   it('the defaults shown in --help are the defaults in effect', () => {
     const described = describeConfig(loadConfig({ env: {}, cwd }).config);
-    const pathKeys = new Set(['ci_tokens', 'tls_cert', 'tls_key', 'htpasswd', 'token_key', 'token_cert', 'data_dir']);
+    const pathKeys = new Set(['ci_tokens', 'tls_cert', 'tls_key', 'htpasswd', 'token_key', 'token_cert', 'data_dir', 'maintenance_file']);
     for (const setting of settings) {
       if (setting.default.startsWith('(')) continue;
       const expected = pathKeys.has(setting.key) ? path.resolve(cwd, setting.default) : setting.default;

@@ -232,6 +232,7 @@ function readRule(reader: FileReader, node: Node, index: number, groups: Readonl
     anonymous: anonymous !== undefined,
     authenticated: users.some((user) => user.value === AUTHENTICATED),
     members,
+    groups: new Set(groupRefs.map((ref) => ref.value)),
     mask,
     repositories: repositories.map((entry) => entry.glob),
     text: describeRule(

@@ -9,13 +9,20 @@ export interface Access {
   actions: string[];
 }
 
-/** Who is asking: a user from htpasswd, or nobody (anonymous, sub ""). */
+/** Who is asking: a user vouched for by an authenticator (htpasswd, CI tokens, a directory...), or nobody (anonymous, sub ""). */
 export interface Identity {
   user: string | null;
-  /** What the caller logged in with (a password fingerprint, or `ci:ID` for a CI token); tokens carry it. */
+  /**
+   * What the caller logged in with, prefixed by the authenticator that owns it: a bare htpasswd
+   * password fingerprint, `ci:ID` for a CI token, `NAME:...` for a provider. Tokens carry it.
+   */
   credential?: string;
   /** A CI token's scopes: the caller never gets more than these, whatever the rules allow. */
   scopeLimit?: readonly Access[];
+  /** Access groups the authenticator vouches for (a directory's groups, mapped); they count besides the access file's own. */
+  groups?: readonly string[];
+  /** Name of the authenticator that said yes: htpasswd, ci-tokens, or a provider's name. */
+  authenticator?: string;
 }
 
 const knownTypes = new Set(['repository', 'registry']);

@@ -63,7 +63,8 @@ export function createV2Gate(options: GateOptions) {
     return challenge;
   };
 
-  const viaToken = (req: Request, challengeScopes: Access[]): Decision => {
+  /** Every Bearer request: synchronous while the credential's authenticator answers from memory (htpasswd, CI tokens, a directory). */
+  const viaToken = (req: Request, challengeScopes: Access[]): Decision | Promise<Decision> => {
     const presented = readAuthorization(req.headers.authorization);
     const log = logOf(req);
     if (presented.kind === 'malformed') {
@@ -83,13 +84,16 @@ export function createV2Gate(options: GateOptions) {
       log.reason = message;
       throw new RegistryError('UNAUTHORIZED', message).withHeader('WWW-Authenticate', bearerChallenge(req, challengeScopes, 'invalid_token'));
     }
+    const decide = (identity: Identity | undefined): Decision => {
+      if (!identity) {
+        log.user = verified.subject === '' ? anonymousName : verified.subject;
+        log.reason = 'credential revoked';
+        throw new RegistryError('UNAUTHORIZED', 'the credentials of this token are no longer valid').withHeader('WWW-Authenticate', bearerChallenge(req, challengeScopes, 'invalid_token'));
+      }
+      return { identity, holds: verified.access };
+    };
     const identity = identityOfToken(options.logins, verified.subject, verified.credential);
-    if (!identity) {
-      log.user = verified.subject === '' ? anonymousName : verified.subject;
-      log.reason = 'credential revoked';
-      throw new RegistryError('UNAUTHORIZED', 'the credentials of this token are no longer valid').withHeader('WWW-Authenticate', bearerChallenge(req, challengeScopes, 'invalid_token'));
-    }
-    return { identity, holds: verified.access };
+    return identity instanceof Promise ? identity.then(decide) : decide(identity);
   };
 
   const viaBasic = async (req: Request, wanted: Access[]): Promise<Decision> => {
@@ -122,7 +126,8 @@ export function createV2Gate(options: GateOptions) {
     // Headers, framing and content type the registry will see; refused here, before anyone is asked for a password.
     const outgoing = prepareOutgoing(req, route);
     const wanted = requirement.kind === 'access' ? requirement.access : [];
-    const decision = options.mode === 'token' ? viaToken(req, wanted) : await viaBasic(req, wanted);
+    const viaMode = options.mode === 'token' ? viaToken(req, wanted) : viaBasic(req, wanted);
+    const decision = viaMode instanceof Promise ? await viaMode : viaMode;
 
     let filterCatalog = false;
     if (requirement.kind === 'identity') {

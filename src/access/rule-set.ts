@@ -146,6 +146,19 @@ export function compileTagGlob(glob: string): RegExp {
   return new RegExp(`^${source}$`);
 }
 
+/**
+ * Tags rewritten as content is attached to a manifest: the referrers tag schema's `<alg>-<hex>`
+ * (an index the gateway and OCI 1.1 clients update) and cosign's `<alg>-<hex>.sig`, `.att` and
+ * `.sbom`. They are immutable only under a tag glob that names them, one starting with the
+ * algorithm and a dash (`sha256-*`, `sha256-*.sig`); `*` or `s*` alone leave them mutable.
+ */
+const attachmentTagPattern = /^(?:sha256|sha512)-[a-f0-9]{64}(?:\.(?:sig|att|sbom))?$/;
+
+/** Whether a compiled tag glob starts with a digest algorithm and a dash (compileTagGlob keeps such a prefix literal). */
+function namesAttachmentTags(pattern: RegExp): boolean {
+  return /^\^(?:sha256|sha512)-/.test(pattern.source);
+}
+
 export function tagGlobProblem(glob: string): string | undefined {
   if (glob.length === 0) return 'is empty';
   if (glob.length > 128) return 'is longer than a tag can be (128 characters)';
@@ -166,6 +179,8 @@ export interface CompiledRule {
   authenticated: boolean;
   /** Named users plus the members of the named groups. */
   members: ReadonlySet<string>;
+  /** The groups the rule names: an identity an authenticator puts in one of them matches too. */
+  groups: ReadonlySet<string>;
   mask: number;
   repositories: RepositoryGlob[];
   text: string;
@@ -176,9 +191,10 @@ export interface ImmutableTagRule {
   tags: RegExp[];
 }
 
-function appliesTo(rule: CompiledRule, user: string | null): boolean {
-  if (user === null) return rule.anonymous;
-  return rule.authenticated || rule.members.has(user);
+function appliesTo(rule: CompiledRule, identity: Identity): boolean {
+  if (identity.user === null) return rule.anonymous;
+  if (rule.authenticated || rule.members.has(identity.user)) return true;
+  return identity.groups?.some((group) => rule.groups.has(group)) ?? false;
 }
 
 function matchesRepository(rule: CompiledRule, repository: string, user: string | null): boolean {
@@ -206,8 +222,9 @@ export class CompiledRuleSet implements RuleSet {
     private readonly groups: ReadonlyMap<string, readonly string[]>,
   ) {}
 
-  /** The subset of `wanted` (action bits) that `user` may do on `repository` (or the catalog). */
-  private allowedActions(user: string | null, repository: string, wanted: number): number {
+  /** The subset of `wanted` (action bits) that `identity` may do on `repository` (or the catalog). */
+  private allowedActions(identity: Identity, repository: string, wanted: number): number {
+    const user = identity.user;
     if ((wanted & REPOSITORY_ACTIONS) !== 0 && !isRepositoryName(repository)) wanted &= ~REPOSITORY_ACTIONS;
     let allowed = 0;
     let denied = 0;
@@ -216,7 +233,7 @@ export class CompiledRuleSet implements RuleSet {
       // adds nothing denied already.
       const undecided = rule.effect === 'allow' ? ~(allowed | denied) : ~denied;
       const relevant = rule.mask & wanted & undecided;
-      if (relevant === 0 || !appliesTo(rule, user)) continue;
+      if (relevant === 0 || !appliesTo(rule, identity)) continue;
       // Rules with repository actions always have repositories (validated); catalog needs none.
       let effective = relevant & CATALOG;
       const repositoryPart = relevant & REPOSITORY_ACTIONS;
@@ -233,10 +250,10 @@ export class CompiledRuleSet implements RuleSet {
       if (access.type === 'repository') {
         const wanted = repositoryActionMask(access.actions);
         if (wanted === 0) continue;
-        const allowed = this.allowedActions(identity.user, access.name, wanted);
+        const allowed = this.allowedActions(identity, access.name, wanted);
         if (allowed !== 0) granted.push({ type: 'repository', name: access.name, actions: [...actionsByMask[allowed]!] });
       } else if (access.type === 'registry' && access.name === 'catalog' && access.actions.includes('*')) {
-        if (this.allowedActions(identity.user, '', CATALOG) === CATALOG) granted.push({ type: 'registry', name: 'catalog', actions: ['*'] });
+        if (this.allowedActions(identity, '', CATALOG) === CATALOG) granted.push({ type: 'registry', name: 'catalog', actions: ['*'] });
       }
     }
     return granted;
@@ -253,8 +270,11 @@ export class CompiledRuleSet implements RuleSet {
 
   isImmutableTag(repository: string, tag: string): boolean {
     if (!isRepositoryName(repository)) return false;
+    const attachment = attachmentTagPattern.test(tag);
     return this.immutable.some(
-      (rule) => rule.repositories.some((glob) => glob.matches(repository, null)) && rule.tags.some((pattern) => pattern.test(tag)),
+      (rule) =>
+        rule.repositories.some((glob) => glob.matches(repository, null)) &&
+        rule.tags.some((pattern) => pattern.test(tag) && (!attachment || namesAttachmentTags(pattern))),
     );
   }
 
@@ -265,11 +285,11 @@ export class CompiledRuleSet implements RuleSet {
     const bit = actionBits[action]!;
     const isCatalog = bit === CATALOG;
     const matches = (rule: CompiledRule) =>
-      (rule.mask & bit) !== 0 && appliesTo(rule, user) && (isCatalog || matchesRepository(rule, repository, user));
+      (rule.mask & bit) !== 0 && appliesTo(rule, identity) && (isCatalog || matchesRepository(rule, repository, user));
     const deciding = this.rules.find((rule) => rule.effect === 'deny' && matches(rule)) ?? this.rules.find((rule) => rule.effect === 'allow' && matches(rule));
     const what = isCatalog ? 'catalog' : `${action} on ${repository}`;
     if (!deciding) {
-      const groups = user === null ? [] : this.groupsOf(user);
+      const groups = user === null ? [] : [...new Set([...this.groupsOf(user), ...(identity.groups ?? [])])];
       const who = groups.length > 0 ? `${describeIdentity(user)} (groups: ${groups.join(', ')})` : describeIdentity(user);
       return { allowed: false, decidedBy: undefined, reason: `no rule allows ${what} for ${who} (default: deny)` };
     }

@@ -16,6 +16,8 @@ export type V2Route =
   | { kind: 'blob'; name: string; digest: string }
   | { kind: 'upload-start'; name: string; mountFrom: string | undefined; mount?: string; digest?: string }
   | { kind: 'upload'; name: string; uploadId: string; state?: string; digest?: string }
+  /** OCI 1.1's referrers API, which registry 2.8 lacks: the gateway answers it (registry/referrers.ts). */
+  | { kind: 'referrers'; name: string; digest: string; artifactType?: string }
   /** A manifest or blob path whose reference the registry's router does not match: it answers 404. */
   | { kind: 'unrouted'; name: string };
 
@@ -128,8 +130,39 @@ function repository(segments: string[]): string {
   return name;
 }
 
+/** Go's path unescaping (url.PathUnescape): undefined for a "%" not followed by two hex digits, which Go's server refuses. */
+function goPathUnescape(text: string): string | undefined {
+  if (/%(?![0-9A-Fa-f]{2})/.test(text)) return undefined;
+  return text.replace(/%([0-9A-Fa-f]{2})/g, (_escape, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+}
+
+/**
+ * A manifest path of a valid name whose reference, however spelled, is no tag and no digest (odd or
+ * escaped characters, or too long for any tag): the registry's router matches nothing and answers
+ * 404, and so does the gateway, after the usual access check on the name. Undefined for any other
+ * target, which the parser below reads or refuses: escaped spellings of a real reference, escaped
+ * slashes, dot segments and bad escapes are refused there as before.
+ */
+function unmatchableManifestReference(target: string): V2Route | undefined {
+  const queryStart = target.indexOf('?');
+  const path = queryStart === -1 ? target : target.slice(0, queryStart);
+  const marker = '/manifests/';
+  const at = path.lastIndexOf(marker);
+  if (!path.startsWith('/v2/') || at <= 3) return undefined;
+  const name = path.slice('/v2/'.length, at);
+  const raw = path.slice(at + marker.length);
+  if (!isRepositoryName(name) || raw.includes('/') || raw === '' || raw === '.' || raw === '..') return undefined;
+  if (canonicalPathCharacters.test(raw) && target.length <= maxTargetLength) return undefined;
+  const reference = goPathUnescape(raw);
+  if (reference === undefined || reference.includes('/') || reference === '.' || reference === '..') return undefined;
+  if (isTag(reference) || routedDigestPattern.test(reference)) return undefined;
+  return { kind: 'unrouted', name };
+}
+
 /** Parses a /v2 request target; throws RegistryError for anything the gateway will not pass on. */
 export function parseV2Route(target: string): V2Route {
+  const unmatchable = unmatchableManifestReference(target);
+  if (unmatchable !== undefined) return unmatchable;
   const { path, query } = splitTarget(target);
   if (path === '/v2/' || path === '/v2') return { kind: 'base' };
   if (!path.startsWith('/v2/')) throw unknownRoute();
@@ -145,6 +178,7 @@ export function parseV2Route(target: string): V2Route {
   if (secondLast === 'tags' && last === 'list' && n >= 3) {
     return { kind: 'tags', name: repository(segments.slice(0, n - 2)), ...pick(query, ['n', 'last'] as const) };
   }
+  if (secondLast === 'referrers' && n >= 3) return referrersRoute(repository(segments.slice(0, n - 2)), last, query);
   if (secondLast === 'manifests' && n >= 3) {
     const name = repository(segments.slice(0, n - 2));
     if (!isTag(last) && !routedDigestPattern.test(last)) return { kind: 'unrouted', name };
@@ -175,6 +209,12 @@ function uploadStart(name: string, query: Map<string, string[]>): V2Route {
   return { kind: 'upload-start', name, mountFrom: from, mount, ...withDigest };
 }
 
+/** A referrers request names its subject by a sha256 or sha512 digest; anything else is the spec's 400. */
+function referrersRoute(name: string, digest: string, query: Map<string, string[]>): V2Route {
+  if (!/^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/.test(digest)) throw new RegistryError('DIGEST_INVALID', 'invalid digest: the referrers of a manifest are asked for by its sha256 or sha512 digest');
+  return { kind: 'referrers', name, digest, ...pick(query, ['artifactType'] as const) };
+}
+
 /** The same upload start without its cross-repository mount: the registry then makes a plain upload. */
 export function withoutMount(route: Extract<V2Route, { kind: 'upload-start' }>): V2Route {
   const { mount: _mount, ...rest } = route;
@@ -194,6 +234,7 @@ export function requirementOf(method: string, route: V2Route): Requirement {
     if (!pullMethods.has(method)) throw methodNotAllowed(method);
     return { kind: 'access', access: [{ type: 'registry', name: 'catalog', actions: ['*'] }] };
   }
+  if (route.kind === 'referrers' && !pullMethods.has(method)) throw methodNotAllowed(method);
   const repo = { type: 'repository', name: route.name };
   let needed: Access[];
   if (pullMethods.has(method)) needed = [{ ...repo, actions: ['pull'] }];

@@ -7,18 +7,37 @@ import { copyAccess, formatScope, mergeAccess, parseScope, type Access } from '.
 import { CliError, FileFormatError } from '../errors.js';
 import { editFileExclusively, isMissing, writeFileAtomically } from '../config/files.js';
 import { validateUserName } from './htpasswd.js';
+import { maxGroups, maxOriginLength, originProblem, validOrigin, type SignInOrigin } from './token-origin.js';
+
+export type { SignInOrigin } from './token-origin.js';
 
 export interface CiTokenRecord {
   id: string;
   user: string;
+  /**
+   * The most the token may do. Empty only for a personal access token (source oidc): the access rules
+   * alone decide (anything reading it as a limit grants nothing).
+   */
   scopes: Access[];
   createdAt: string;
-  /** ISO time after which the token no longer works; null for a token that never expires. */
+  /** ISO time after which the token no longer works; null for a token that never expires (never for source oidc). */
   expiresAt: string | null;
   /** sha256 of the secret part, hex. */
   secretHash: string;
   description?: string;
+  /**
+   * Who issued it: absent for a CI token of an htpasswd user (`gateway token create`), which works only
+   * while that user exists; `oidc` for a personal access token from the OIDC sign-in (see SignInOrigin).
+   */
+  source?: 'oidc';
+  /** For source oidc: the sign-in provider's name. */
+  provider?: string;
+  /** For source oidc: the ID token's subject (`sub`), which owns the token on the sign-in pages. */
+  subject?: string;
+  /** For source oidc: the access groups the ID token gave at creation; they count at every use. */
+  groups?: string[];
 }
+
 
 export interface CreatedCiToken {
   id: string;
@@ -122,12 +141,15 @@ const recordSchema = z.object({
   id: z.string().regex(idPattern, 'must be 12 characters of a-z and 2-7'),
   user: z.string(),
   scopes: z
-    .array(z.object({ type: z.string(), name: z.string(), actions: z.array(z.string()) }))
-    .min(1, 'must hold at least one scope'),
+    .array(z.object({ type: z.string(), name: z.string(), actions: z.array(z.string()) })),
   createdAt: isoTime,
   expiresAt: isoTime.nullable(),
   secretHash: z.string().regex(secretHashPattern, 'must be 64 lowercase hex digits'),
   description: z.string().optional(),
+  source: z.literal('oidc', 'must be oidc, or absent').optional(),
+  provider: z.string().min(1).max(maxOriginLength).optional(),
+  subject: z.string().min(1).max(maxOriginLength).optional(),
+  groups: z.array(z.string().min(1).max(maxOriginLength)).max(maxGroups).optional(),
 });
 
 const fileSchema = z.object({
@@ -154,7 +176,10 @@ export function parseTokenFile(text: string, file: string): CiTokenRecord[] {
     const at = `${file}: tokens[${index}]`;
     if (seen.has(raw.id)) throw new CliError(`${at}: id ${raw.id} appears twice`);
     seen.add(raw.id);
-    return { ...raw, user: rethrowAt(at, () => validateUserName(raw.user)), scopes: rethrowAt(at, () => validScopes(raw.scopes)) };
+    const problem = originProblem(raw);
+    if (problem !== undefined) throw new FileFormatError(`${at}.${problem.key}: ${problem.message}`);
+    const scopes = raw.scopes.length === 0 ? [] : rethrowAt(at, () => validScopes(raw.scopes));
+    return { ...raw, user: rethrowAt(at, () => validateUserName(raw.user)), scopes };
   });
 }
 
@@ -182,6 +207,12 @@ export function orderedRecord(record: CiTokenRecord): CiTokenRecord {
     secretHash: record.secretHash,
   };
   if (record.description !== undefined) ordered.description = record.description;
+  if (record.source !== undefined) {
+    ordered.source = record.source;
+    if (record.provider !== undefined) ordered.provider = record.provider;
+    if (record.subject !== undefined) ordered.subject = record.subject;
+    if (record.groups !== undefined) ordered.groups = [...record.groups];
+  }
   return ordered;
 }
 
@@ -234,13 +265,20 @@ function validTtl(ttlSeconds: number | null): number | null {
   return ttlSeconds;
 }
 
+/**
+ * A new token, shown once. Without `origin` it is a CI token of an htpasswd user and needs scopes; with
+ * it, a personal access token from a sign-in: it must expire, and no scopes leave the limit to the
+ * access rules.
+ */
 export async function createCiToken(
   file: string,
-  options: { user: string; scopes: Access[]; ttlSeconds: number | null; description?: string; now?: Date },
+  options: { user: string; scopes: Access[]; ttlSeconds: number | null; description?: string; now?: Date; origin?: SignInOrigin },
 ): Promise<CreatedCiToken> {
   const user = validateUserName(options.user);
-  const scopes = validScopes(options.scopes);
+  const origin = options.origin === undefined ? undefined : validOrigin(options.origin);
+  const scopes = origin !== undefined && options.scopes.length === 0 ? [] : validScopes(options.scopes);
   const ttlSeconds = validTtl(options.ttlSeconds);
+  if (ttlSeconds === null && origin !== undefined) throw new CliError('a personal access token must expire');
   const description = validDescription(options.description);
   const now = options.now ?? new Date();
   const secret = randomBytes(secretBytes).toString('base64url');
@@ -255,6 +293,7 @@ export async function createCiToken(
       createdAt: now.toISOString(),
       expiresAt: ttlSeconds === null ? null : new Date(now.getTime() + ttlSeconds * 1000).toISOString(),
       secretHash: hashSecret(secret).toString('hex'),
+      ...origin,
     };
     if (description !== undefined) record.description = description;
     return {
@@ -264,22 +303,26 @@ export async function createCiToken(
   });
 }
 
-/** Removes the token; false when no token has that id (the file is then left as it was). */
-export async function revokeCiToken(file: string, id: string): Promise<boolean> {
+/**
+ * Removes the token; false when no token has that id, or `owned` says the token is not the caller's
+ * (the file is then left as it was).
+ */
+export async function revokeCiToken(file: string, id: string, owned: (record: CiTokenRecord) => boolean = () => true): Promise<boolean> {
   return editRecords(file, (records) => {
-    const kept = records.filter((record) => record.id !== id);
+    const kept = records.filter((record) => record.id !== id || !owned(record));
     if (kept.length === records.length) return { result: false };
     return { records: kept, result: true };
   });
 }
 
 /**
- * Removes every token of a user (when the user is removed, so that adding the user again does not
- * bring them back); returns how many there were.
+ * Removes every CI token of an htpasswd user (when the user is removed, so that adding the user again
+ * does not bring them back); returns how many there were. Personal access tokens of a sign-in
+ * provider's user of the same name are someone else's and stay.
  */
 export async function revokeCiTokensOfUser(file: string, user: string): Promise<number> {
   return editRecords(file, (records) => {
-    const kept = records.filter((record) => record.user !== user);
+    const kept = records.filter((record) => record.user !== user || record.source !== undefined);
     const removed = records.length - kept.length;
     return removed === 0 ? { result: 0 } : { records: kept, result: removed };
   });

@@ -4,7 +4,7 @@ import express, { type Request, type Response } from 'express';
 import { formatScope, grantFor, parseScopes, type Access, type Authorizer, type Identity } from '../access/access.js';
 import { describeDenials } from '../access/denial-log.js';
 import { RegistryError } from '../errors.js';
-import { anonymousName, identifyBasicCaller, identityOfPassword, logIn, type LoginLog, type LoginServices } from './login.js';
+import { anonymousName, identifyBasicCaller, identityOfRefreshToken, logIn, mayRefresh, type LoginLog, type LoginServices } from './login.js';
 import { TokenError, type TokenAuthority } from './token.js';
 import { queryOf } from '../access/v2-route.js';
 
@@ -29,15 +29,20 @@ function badRequest(message: string): RegistryError {
 export function createTokenRouter(options: TokenServiceOptions): express.Router {
   const router = express.Router();
 
-  /** Only password logins get refresh tokens: a CI token is itself the long-lived credential. */
+  /**
+   * Only password logins (htpasswd, a directory) get refresh tokens, carrying the login's credential:
+   * a CI token is itself the long-lived credential, a CI ID token is short-lived on purpose.
+   */
   const refreshTokenFor = (identity: Identity): string | undefined => {
-    if (identity.user === null || identity.scopeLimit !== undefined) return undefined;
-    const fingerprint = options.logins.users.credentialFingerprint(identity.user);
-    return fingerprint === undefined ? undefined : options.tokens.issueRefreshToken(identity.user, fingerprint);
+    if (identity.user === null || identity.credential === undefined || !mayRefresh(options.logins, identity)) return undefined;
+    return options.tokens.issueRefreshToken(identity.user, identity.credential);
   };
 
-  /** A refresh token is good while its user exists with the same password; it is never rotated. */
-  const identityFromRefreshToken = (refreshToken: string, log: LoginLog): Identity => {
+  /**
+   * A refresh token is good while its authenticator still vouches for the credential (htpasswd: the
+   * user exists with the same password; a directory: the user is still found, groups read afresh). It is never rotated.
+   */
+  const identityFromRefreshToken = async (refreshToken: string, log: LoginLog): Promise<Identity> => {
     let claims;
     try {
       claims = options.tokens.verifyRefreshToken(refreshToken);
@@ -47,17 +52,25 @@ export function createTokenRouter(options: TokenServiceOptions): express.Router 
       throw new RegistryError('UNAUTHORIZED', 'invalid refresh token');
     }
     log.user = claims.subject;
-    const identity = identityOfPassword(options.logins.users, claims.subject, claims.credentialFingerprint);
+    let identity: Identity | undefined;
+    try {
+      identity = await identityOfRefreshToken(options.logins, claims.subject, claims.credentialFingerprint);
+    } catch (error) {
+      if (error instanceof RegistryError && error.code === 'UNAVAILABLE') log.reason = error.message;
+      throw error;
+    }
     if (!identity) {
       log.reason = 'credential revoked';
       throw new RegistryError('UNAUTHORIZED', 'refresh token no longer valid: log in again');
     }
+    if (identity.authenticator !== undefined) log.authenticator = identity.authenticator;
     return identity;
   };
 
   const respond = (res: Response, grant: TokenGrant, shape: 'get' | 'post') => {
     const issued = options.tokens.issue(grant.identity.user ?? '', grant.granted, grant.identity.credential);
     res.locals.user = grant.identity.user ?? anonymousName;
+    res.locals.granted = grant.granted.map(formatScope);
     // A partial grant is a normal answer, but the operator still learns what was left out and why.
     const denied = describeDenials(options.authorizer, grant.identity, grant.requested, grant.granted, 'rules');
     if (denied.length > 0) res.locals.denied = denied;
@@ -109,7 +122,7 @@ export function createTokenRouter(options: TokenServiceOptions): express.Router 
     } else if (grantType === 'refresh_token') {
       const presentedRefreshToken = field('refresh_token');
       if (!presentedRefreshToken) throw badRequest('refresh_token is required');
-      identity = identityFromRefreshToken(presentedRefreshToken, log);
+      identity = await identityFromRefreshToken(presentedRefreshToken, log);
       // Handed back unchanged: a rotated refresh token breaks clients that keep the first one.
       refreshToken = offline ? presentedRefreshToken : undefined;
     } else {

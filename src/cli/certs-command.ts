@@ -6,15 +6,21 @@ import { legacyCaKeyPath, relocateLegacyCaKey } from '../tls/ca.js';
 import { certificatePaths, createCertificates, defaultHosts, validateHost } from '../tls/certs.js';
 import { describeCertificates } from '../tls/certs-show.js';
 import { loadConfig } from '../config/config.js';
-import { CliError } from '../errors.js';
+import { CertificateError, CliError } from '../errors.js';
 import { displayPath } from '../tls/trust.js';
 import { settingDefault } from '../config/settings.js';
 import { fileExists } from '../tls/x509.js';
+import { issueWithAcme } from './certs-acme.js';
+import { renewalTime } from '../tls/acme/manager.js';
+import { acmePaths, readCertificate } from '../tls/acme/store.js';
 
 /** The port of the `listen` setting's default, written once in the settings table. */
 const defaultListenPort = (settingDefault('listen') ?? '').split(':').pop() ?? '';
 
 interface CreateOptions {
+  config?: string;
+  acme?: boolean;
+  show?: boolean;
   dir: string;
   caDir?: string;
   host?: string[];
@@ -40,6 +46,9 @@ function parsePort(value: string): number {
 }
 
 async function create(options: CreateOptions): Promise<void> {
+  if (options.acme && options.show) throw new CliError('--acme and --show do not go together: run one, then the other', 2);
+  if (options.acme) return issueWithAcme(options);
+  if (options.show) return show({ config: options.config });
   const hosts = [...new Set((options.host?.length ? options.host : defaultHosts()).map(validateHost))];
   const port = parsePort(options.port);
   const paths = certificatePaths(options.dir, options.caDir);
@@ -80,17 +89,49 @@ async function show(options: ShowOptions): Promise<void> {
   const publicUrl = config.publicUrl;
   const port = options.port !== undefined ? parsePort(options.port) : publicUrl ? Number(publicUrl.port || 443) : config.listen.port;
   const tokenCert = options.dir === undefined ? config.tokenCert : paths.tokenCert;
-  const report = await describeCertificates({
-    serverCert,
-    caCert: paths.caCert,
-    caKey: paths.caKey,
-    legacyCaKey: legacyCaKeyPath(certDir),
-    port,
-    publicHost: publicUrl?.hostname,
-    tokenCert: existsSync(tokenCert) ? tokenCert : undefined,
-  });
-  process.stdout.write(report.text);
-  if (!report.usable) process.exitCode = 1;
+  const acme = config.acme ? await describeAcme(config.acme.domains, certDir) : '';
+  const served = acme.startsWith('ACME certificate (served');
+  let report;
+  try {
+    report = await describeCertificates({
+      serverCert,
+      caCert: paths.caCert,
+      caKey: paths.caKey,
+      legacyCaKey: legacyCaKeyPath(certDir),
+      port,
+      publicHost: publicUrl?.hostname,
+      tokenCert: existsSync(tokenCert) ? tokenCert : undefined,
+    });
+  } catch (error) {
+    // With an ACME certificate in service, a missing local one is worth a line, not a failure.
+    if (!(served && error instanceof CertificateError)) throw error;
+    process.stdout.write(`${acme}The local certificate: ${error.message}\n`);
+    return;
+  }
+  process.stdout.write(acme + report.text);
+  if (!report.usable && !served) process.exitCode = 1;
+}
+
+/** The ACME certificate on disk, when ACME is on: what clients get once it is issued. */
+async function describeAcme(domains: readonly string[], certDir: string): Promise<string> {
+  const paths = acmePaths(certDir);
+  const disk = await readCertificate(paths, domains, Date.now());
+  if (disk.kind !== 'ok') {
+    const state = disk.kind === 'missing' ? 'not issued yet' : `not usable: ${disk.reason}`;
+    return `ACME certificate for ${domains.join(', ')}: ${state} (${displayPath(paths.cert)}); \`gateway certs --acme\` gets one now.\nUntil then the gateway serves its local certificate:\n\n`;
+  }
+  const { certificate } = disk;
+  return [
+    `ACME certificate (served): ${displayPath(paths.cert)}`,
+    `  names:   ${certificate.names.join(', ')}`,
+    `  issuer:  ${certificate.issuer}`,
+    `  expires: ${certificate.notAfter.toISOString()} (renewed from about ${new Date(renewalTime(certificate, 0)).toISOString()})`,
+    '  Clients that trust its issuer (public ACME CAs are in every system store) need no set-up.',
+    '',
+    'The local certificate, served only before the first ACME certificate or with ACME off:',
+    '',
+    '',
+  ].join('\n');
 }
 
 /**
@@ -107,6 +148,9 @@ export function addCertsCommand(cli: Command): void {
     .option('--host <host>', 'DNS name or IP address for the certificate, repeatable (default: localhost, 127.0.0.1, ::1 and this hostname); a new CA may sign for these names only', collect)
     .option('--port <port>', 'port clients use, for the trust instructions', defaultListenPort)
     .option('--force', 'replace an existing server certificate (the CA is kept)')
+    .option('--acme', 'instead: get the ACME certificate now, in the foreground, printing each step (needs the ACME settings; the gateway must not be running on the port)')
+    .option('--show', 'instead: what `certs show` prints')
+    .option('-c, --config <file>', 'YAML file with settings (for --acme and --show)')
     .action(create);
   certs
     .command('show')

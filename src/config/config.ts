@@ -4,6 +4,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { LineCounter, isMap, isScalar, parseDocument, type Node } from 'yaml';
 import { ConfigError } from '../errors.js';
+import { parseProviders, providersSource, type ProviderConfig, type ProvidersSource } from './providers.js';
+import { parseRetention, retentionSource, type RetentionRule, type RetentionSource } from '../ops/retention-rules.js';
 import { settingKeys, settingName, settings, settingTable, type ListenAddress, type LogLevel, type SettingKey, type SettingValue } from './settings.js';
 
 export { parseListen, settingDefault, settings, settingsHelp, settingsMarkdownTable, type ListenAddress, type SettingDoc } from './settings.js';
@@ -39,6 +41,29 @@ export interface Config {
   upstreamPerClient: number;
   /** Seconds a request body may send nothing before both sides are closed. */
   bodyIdleSeconds: number;
+  /** The authenticator chain in order from the YAML `providers:` (no variables); absent without that section: CI tokens, then htpasswd. */
+  providers?: ProviderConfig[];
+  /** ACME certificates instead of the local CA's; undefined when off. */
+  acme: AcmeConfig | undefined;
+  /** The optional plain-HTTP listener (ACME http-01, redirects). */
+  httpListen: ListenAddress | undefined;
+  /** The read-only maintenance switch every gateway sharing it watches; reports go to `FILE.d/`. */
+  maintenanceFile: string;
+  /** The registry's own config file for `gateway gc` (external registry); undefined: the embedded one's. */
+  registryConfig: string | undefined;
+  /** When `serve` collects garbage itself (cron), embedded registry only; undefined: never. */
+  gcSchedule: string | undefined;
+  /** Tag retention rules from the YAML `retention:` list (no variables); absent without that section. */
+  retention?: RetentionRule[];
+}
+
+export interface AcmeConfig {
+  domains: string[];
+  email: string | undefined;
+  directoryUrl: string;
+  /** Extra CA bundle for the ACME server's HTTPS. */
+  caFile: string | undefined;
+  challenge: 'tls-alpn-01' | 'http-01';
 }
 
 export interface LoadConfigOptions {
@@ -66,6 +91,10 @@ interface Given {
 
 interface ConfigFile {
   values: Map<string, { value: unknown; line: number; column: number }>;
+  /** The `providers:` list, which is YAML only: it has no variable. */
+  providers?: ProvidersSource;
+  /** The `retention:` list, YAML only as well. */
+  retention?: RetentionSource;
 }
 
 /** "reason" plus the offending lines with a caret, from the yaml library's pretty error. */
@@ -90,6 +119,8 @@ function readConfigFile(file: string): ConfigFile {
     throw new ConfigError(at ? `${file}:${at.line}:${at.col}` : file, `not valid YAML: ${yamlProblem(syntaxError.message)}`);
   }
   const values: ConfigFile['values'] = new Map();
+  let providers: ProvidersSource | undefined;
+  let retention: RetentionSource | undefined;
   const root = document.contents;
   if (root === null || (isScalar(root) && root.value === null)) return { values };
   if (!isMap(root)) throw new ConfigError(file, 'must hold a mapping of settings (key: value lines)');
@@ -98,21 +129,30 @@ function readConfigFile(file: string): ConfigFile {
     const keyNode = pair.key as Node | null;
     const key = isScalar(keyNode) ? String(keyNode.value) : String(keyNode);
     const at = (node: Node | null) => lineCounter.linePos(node?.range?.[0] ?? keyNode?.range?.[0] ?? 0);
+    if (key === 'retention') {
+      retention = retentionSource({ file, lineCounter, value: pair.value as Node | null, data: data[key] });
+      continue;
+    }
+    if (key === 'providers') {
+      providers = providersSource({ file, document, lineCounter, key: keyNode, value: pair.value as Node | null, data: data[key] });
+      continue;
+    }
     if (!(key in settingTable)) {
       const position = at(keyNode);
-      throw new ConfigError(`${file}:${position.line}:${position.col}`, `unknown setting "${key}" (known: ${settingKeys.join(', ')})`);
+      throw new ConfigError(`${file}:${position.line}:${position.col}`, `unknown setting "${key}" (known: ${settingKeys.join(', ')}, providers, retention)`);
     }
     const position = at(pair.value as Node | null);
     values.set(key, { value: data[key], line: position.line, column: position.col });
   }
-  return { values };
+  return { values, providers, retention };
 }
 
 export function loadConfig(options: LoadConfigOptions): LoadedConfig {
   const warnings: string[] = [];
   const file = options.file === undefined ? undefined : path.resolve(options.cwd, options.file);
   const fileDir = file ? path.dirname(file) : options.cwd;
-  const fromFile = file ? readConfigFile(file).values : new Map<string, never>();
+  const read = file ? readConfigFile(file) : undefined;
+  const fromFile = read?.values ?? new Map<string, never>();
 
   const given = new Map<SettingKey, Given>();
   for (const key of settingKeys) {
@@ -135,13 +175,40 @@ export function loadConfig(options: LoadConfigOptions): LoadedConfig {
     if (!result.success) throw new ConfigError(source?.where ?? settingName(key), result.error.issues[0]?.message ?? 'invalid value');
     return result.data as SettingValue<K>;
   };
-  const resolvedPath = (key: SettingKey & ('tls_cert' | 'tls_key' | 'htpasswd' | 'ci_tokens' | 'token_key' | 'token_cert' | 'data_dir')): string =>
+  const resolvedPath = (key: SettingKey & ('tls_cert' | 'tls_key' | 'htpasswd' | 'ci_tokens' | 'token_key' | 'token_cert' | 'data_dir' | 'maintenance_file')): string =>
     path.resolve(given.get(key)?.baseDir ?? options.cwd, value(key));
-  const optionalPath = (key: 'access' | 'registry_bin'): string | undefined => {
+  const optionalPath = (key: 'access' | 'registry_bin' | 'acme_ca' | 'registry_config'): string | undefined => {
     const chosen = value(key);
     return chosen === undefined ? undefined : path.resolve(given.get(key)?.baseDir ?? options.cwd, chosen);
   };
   const registryBin = value('registry_bin');
+  const httpListen = value('http_listen');
+
+  /** ACME settings are checked only when ACME is on, so a stray variable cannot stop a gateway that does not use them. */
+  const acmeConfig = (): AcmeConfig | undefined => {
+    if (!value('acme')) return undefined;
+    const publicHost = value('public_url')?.hostname;
+    let domains = value('acme_domains');
+    if (domains === undefined && publicHost) {
+      const fromUrl = settingTable.acme_domains.schema.safeParse(publicHost);
+      if (!fromUrl.success) throw new ConfigError(settingName('acme_domains'), `the host of ${settingName('public_url')} cannot be used: ${fromUrl.error.issues[0]?.message}`);
+      domains = fromUrl.data;
+    }
+    if (domains === undefined) {
+      throw new ConfigError(settingName('acme_domains'), 'ACME is on: name the host names to certify here, or set GATEWAY_PUBLIC_URL (public_url)');
+    }
+    const chosen = value('acme_challenge');
+    if (chosen === 'http-01' && httpListen === undefined) {
+      throw new ConfigError(settingName('acme_challenge'), 'http-01 needs the plain-HTTP listener: set GATEWAY_HTTP_LISTEN (http_listen), e.g. 0.0.0.0:80');
+    }
+    return {
+      domains,
+      email: value('acme_email'),
+      directoryUrl: value('acme_directory').href,
+      caFile: optionalPath('acme_ca'),
+      challenge: chosen === 'auto' ? (httpListen ? 'http-01' : 'tls-alpn-01') : chosen,
+    };
+  };
 
   const config: Config = {
     listen: value('listen'),
@@ -167,6 +234,13 @@ export function loadConfig(options: LoadConfigOptions): LoadedConfig {
     shutdownGraceSeconds: value('shutdown_grace'),
     upstreamPerClient: value('upstream_per_client'),
     bodyIdleSeconds: value('body_idle_timeout'),
+    ...(read?.providers === undefined ? {} : { providers: parseProviders(read.providers) }),
+    acme: acmeConfig(),
+    httpListen,
+    maintenanceFile: resolvedPath('maintenance_file'),
+    registryConfig: optionalPath('registry_config'),
+    gcSchedule: value('gc_schedule').schedule,
+    ...(read?.retention === undefined ? {} : { retention: parseRetention(read.retention) }),
   };
   return { config: Object.freeze(config), warnings };
 }
@@ -196,5 +270,15 @@ export function describeConfig(config: Readonly<Config>): Record<SettingKey, unk
     shutdown_grace: config.shutdownGraceSeconds,
     upstream_per_client: config.upstreamPerClient,
     body_idle_timeout: config.bodyIdleSeconds,
+    acme: config.acme ? 'on' : 'off',
+    acme_domains: config.acme?.domains.join(',') ?? unset('acme_domains'),
+    acme_email: config.acme?.email ?? unset('acme_email'),
+    acme_directory: config.acme?.directoryUrl ?? unset('acme_directory'),
+    acme_ca: config.acme?.caFile ?? unset('acme_ca'),
+    acme_challenge: config.acme?.challenge ?? unset('acme_challenge'),
+    maintenance_file: config.maintenanceFile,
+    registry_config: config.registryConfig ?? unset('registry_config'),
+    gc_schedule: config.gcSchedule ?? unset('gc_schedule'),
+    http_listen: config.httpListen ? `${config.httpListen.host.includes(':') ? `[${config.httpListen.host}]` : config.httpListen.host}:${config.httpListen.port}` : unset('http_listen'),
   };
 }

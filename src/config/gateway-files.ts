@@ -5,6 +5,7 @@ import type { Config } from './config.js';
 import { UserStore } from '../auth/htpasswd.js';
 import { CurrentRules } from '../access/policy.js';
 import type { FileLog } from './watched-file.js';
+import { signInProviderNames } from '../ui/sign-in-setup.js';
 
 export interface GatewayFiles {
   users: UserStore;
@@ -19,7 +20,7 @@ export interface GatewayFiles {
 /** Start-up: throws a ConfigError naming the setting, the file, its line and the reason. */
 export async function loadGatewayFiles(config: Readonly<Config>, logger: FileLog): Promise<GatewayFiles> {
   const users = await UserStore.load(config.htpasswd, { logger });
-  const ciTokens = await CiTokenStore.load(config.ciTokensFile, { logger, users });
+  const ciTokens = await CiTokenStore.load(config.ciTokensFile, { logger, users, signInProviders: signInProviderNames(config.providers) });
   const rules = await CurrentRules.load(config.accessFile, { logger, required: config.accessFileRequired });
   const all = [users, ciTokens, rules];
   return {

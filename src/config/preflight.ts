@@ -7,7 +7,11 @@ import path from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { AccessFileError, loadAccessFile } from '../access/access-rules.js';
 import { certificatePaths } from '../tls/certs.js';
+import { readAcmeCa } from '../tls/acme/from-config.js';
+import { acmePaths } from '../tls/acme/store.js';
 import { parseTokenFile } from '../auth/ci-tokens.js';
+import { checkProviderFiles } from '../auth/chain-setup.js';
+import { checkSignInFiles } from '../ui/sign-in-setup.js';
 import type { Config } from './config.js';
 import { dataDirInUse } from './data-lock.js';
 import { ConfigError } from '../errors.js';
@@ -225,6 +229,12 @@ export async function preflight(config: Readonly<Config>, env: NodeJS.ProcessEnv
   const htpasswd = await checkUsers(config, fileRemarks);
   await checkAccessFile(config, fileRemarks);
   await checkCiTokens(config);
+  await checkProviderFiles(config.providers ?? []);
+  await checkSignInFiles(config);
+  if (config.acme) {
+    readAcmeCa(config.acme.caFile);
+    await mustBeCreatable('tls_cert', acmePaths(path.dirname(config.tlsCert)).cert, 'the ACME account and certificate are kept in certs/acme/ beside it');
+  }
   const embedded = config.upstreams.length === 0;
   const registryBinary = embedded ? requireRegistryBinary(config, env) : undefined;
   if (embedded) await checkDataDir(config.dataDir);

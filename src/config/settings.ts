@@ -1,6 +1,7 @@
 // The settings table: each setting's YAML key, variable, default (written only here), meaning and value schema.
 
 import net from 'node:net';
+import { Cron } from 'croner';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 
@@ -66,6 +67,41 @@ function upstreams(value: string | string[] | null | undefined): URL[] | string 
   }
   if (new Set(urls.map((url) => url.origin)).size !== urls.length) return 'lists the same registry twice';
   return urls;
+}
+
+/** A DNS host name as ACME CAs issue for: letters, digits, hyphens, dots; no IP address, no wildcard. */
+const HOST_NAME = /^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9-]{1,63}(?<!-))+$/;
+
+function domainList(value: string | string[] | undefined): string[] | undefined | string {
+  if (value === undefined) return undefined;
+  const items = (Array.isArray(value) ? value : value.split(',')).map((item) => String(item).trim().toLowerCase()).filter((item) => item.length > 0);
+  if (items.length === 0) return undefined;
+  for (const item of items) {
+    if (net.isIP(item) !== 0) return `"${item}" is an IP address: ACME certificates here are for host names`;
+    if (item.includes('*')) return `"${item}": wildcard names need the dns-01 challenge, which the gateway does not do`;
+    if (!HOST_NAME.test(item)) return `"${item}" is not a fully qualified host name`;
+  }
+  return [...new Set(items)];
+}
+
+/** A cron expression croner accepts, or the reason it does not; empty means off. */
+function cronSchedule(value: string | undefined): { schedule: string | undefined } | string {
+  if (value === undefined || value.trim() === '') return { schedule: undefined };
+  try {
+    new Cron(value.trim(), { paused: true }).stop();
+    return { schedule: value.trim() };
+  } catch (error) {
+    return `"${value}" is not a cron expression (${(error as Error).message}); e.g. "30 3 * * 0" for Sundays at 03:30`;
+  }
+}
+
+function httpsUrl(value: string): URL | string {
+  try {
+    const url = new URL(value);
+    return url.protocol === 'https:' ? url : 'must be an https:// URL';
+  } catch {
+    return `"${value}" is not a URL`;
+  }
 }
 
 /** Turns a checker's string answer into a zod issue, so one message reaches the user whichever way it failed. */
@@ -181,7 +217,7 @@ export const settingTable = {
     env: 'GATEWAY_REGISTRY_BIN',
     defaultText: '`docker-registry` or `registry` on `PATH`',
     isPath: true,
-    description: 'registry binary for the embedded registry (a bare name is looked up on `PATH`)',
+    description: 'registry binary for the embedded registry and for `gateway gc` (a bare name is looked up on `PATH`)',
     schema: text().optional(),
   }),
   data_dir: setting({
@@ -221,6 +257,78 @@ export const settingTable = {
     default: 60,
     description: 'seconds an upload may send nothing before the gateway closes it (1 to 3600); a slow upload that keeps moving is never cut',
     schema: wholeNumber(1, 3600),
+  }),
+  acme: setting({
+    env: 'GATEWAY_ACME',
+    default: 'off',
+    description:
+      '`on`: get and renew the server certificate from an ACME CA (Let\'s Encrypt by default) instead of the local CA; `tls_cert`/`tls_key` are then served only until the first ACME certificate arrives',
+    schema: z
+      .union([z.boolean(), z.enum(['on', 'off', 'true', 'false'])], 'must be "on" or "off"')
+      .transform((value) => value === true || value === 'on' || value === 'true'),
+  }),
+  acme_domains: setting({
+    env: 'GATEWAY_ACME_DOMAINS',
+    defaultText: 'the host of `public_url`',
+    description: 'host names the ACME certificate is for, separated by commas (a list in YAML); each must reach this gateway on port 443 (or 80 for `http-01`)',
+    schema: z.union([z.string(), z.array(z.string())], 'must be host names separated by commas, or a list').optional().transform(checked(domainList)),
+  }),
+  acme_email: setting({
+    env: 'GATEWAY_ACME_EMAIL',
+    defaultText: 'none',
+    description: 'contact address for the ACME account (expiry notices)',
+    schema: text()
+      .regex(/^[^\s@<>()",;:]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/, 'must be an e-mail address like ops@example.com')
+      .optional(),
+  }),
+  acme_directory: setting({
+    env: 'GATEWAY_ACME_DIRECTORY',
+    default: 'https://acme-v02.api.letsencrypt.org/directory',
+    description: "ACME directory URL; Let's Encrypt staging: `https://acme-staging-v02.api.letsencrypt.org/directory`",
+    schema: text().transform(checked((value: string) => httpsUrl(value))),
+  }),
+  acme_ca: setting({
+    env: 'GATEWAY_ACME_CA',
+    defaultText: 'system CAs',
+    isPath: true,
+    description: "extra CA bundle (PEM) trusted for the ACME server's own HTTPS, for a private ACME server",
+    schema: text().optional(),
+  }),
+  acme_challenge: setting({
+    env: 'GATEWAY_ACME_CHALLENGE',
+    default: 'auto',
+    description: '`tls-alpn-01` (on the HTTPS port), `http-01` (on `http_listen`), or `auto`: `http-01` when `http_listen` is set, else `tls-alpn-01`',
+    schema: z.enum(['auto', 'tls-alpn-01', 'http-01'], 'must be auto, tls-alpn-01 or http-01'),
+  }),
+  http_listen: setting({
+    env: 'GATEWAY_HTTP_LISTEN',
+    defaultText: 'off',
+    description: 'optional plain-HTTP listener (e.g. `0.0.0.0:80`): ACME `http-01` answers, and a redirect to https for everything else',
+    schema: z
+      .union([z.string(), z.number()], 'must be HOST:PORT, [IPv6]:PORT or PORT')
+      .optional()
+      .transform(checked((value: string | number | undefined) => (value === undefined || value === '' ? undefined : listenAddress(String(value))))),
+  }),
+  maintenance_file: setting({
+    env: 'GATEWAY_MAINTENANCE_FILE',
+    default: 'maintenance/maintenance.json',
+    isPath: true,
+    description:
+      'read-only maintenance switch (`gateway maintenance on`), watched by every gateway that shares it; each gateway reports in the folder `FILE.d/`, which it must be able to write',
+    schema: text().min(1, 'must not be empty'),
+  }),
+  registry_config: setting({
+    env: 'GATEWAY_REGISTRY_CONFIG',
+    defaultText: 'the embedded registry\'s `data_dir/registry.yml`',
+    isPath: true,
+    description: "the registry's own config file, for `gateway gc` in front of a registry the gateway does not run (the collector runs `registry_bin garbage-collect` with it)",
+    schema: text().optional(),
+  }),
+  gc_schedule: setting({
+    env: 'GATEWAY_GC_SCHEDULE',
+    defaultText: 'off',
+    description: 'embedded registry only: when `serve` runs `gateway gc` itself, as a cron expression (5 fields, or 6 with seconds), e.g. `30 3 * * 0`; local time',
+    schema: text().optional().transform(checked((value: string | undefined) => cronSchedule(value))),
   }),
 };
 

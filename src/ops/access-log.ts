@@ -3,6 +3,8 @@
 import type { NextFunction, Request, Response } from 'express';
 import type { Logger } from 'pino';
 import { anonymousName } from '../auth/login.js';
+import type { EventBus } from './events.js';
+import { requestEvents } from './request-events.js';
 
 /** User names are the caller's choice: a log line never carries more of one than any real name needs. */
 const maxLoggedUserLength = 256;
@@ -19,7 +21,8 @@ function userOf(req: Request, locals: Record<string, unknown>): string | undefin
   return req.headers.authorization === undefined ? anonymousName : undefined;
 }
 
-export function accessLog(logger: Logger) {
+/** Logs each request when it ends and tells `events` what it did (metrics, audit, webhooks listen there). */
+export function accessLog(logger: Logger, events?: EventBus) {
   return function logRequest(req: Request, res: Response, next: NextFunction): void {
     const started = process.hrtime.bigint();
     // Read now: once the client hangs up, the socket no longer knows its peer.
@@ -33,9 +36,17 @@ export function accessLog(logger: Logger) {
       const declaredLength = Number(res.getHeader('content-length'));
       const bytes = typeof res.locals.bytesOut === 'number' ? res.locals.bytesOut : Number.isFinite(declaredLength) && req.method !== 'HEAD' ? declaredLength : 0;
       const requestLength = Number(req.headers['content-length']);
+      const user = userOf(req, res.locals);
+      const authenticator = typeof res.locals.authenticator === 'string' ? res.locals.authenticator : undefined;
+      if (events) {
+        const bytesIn = typeof res.locals.bytesIn === 'number' ? res.locals.bytesIn : Number.isFinite(requestLength) ? requestLength : 0;
+        for (const event of requestEvents(req, res, { user, remote, bytesIn, bytesOut: bytes, durationMs, completed: res.writableFinished, authenticator, throttled: res.locals.throttled === true })) {
+          events.emit(event);
+        }
+      }
       logger.info(
         {
-          user: userOf(req, res.locals),
+          user,
           remote,
           method: req.method,
           path,
@@ -47,6 +58,7 @@ export function accessLog(logger: Logger) {
           completed: res.writableFinished,
           // Set by login and the gate (never a secret): why a login failed, or what was denied by which rule.
           reason: typeof res.locals.reason === 'string' ? res.locals.reason : undefined,
+          authenticator,
           throttled: res.locals.throttled === true ? true : undefined,
           denied: Array.isArray(res.locals.denied) ? res.locals.denied : undefined,
         },

@@ -19,16 +19,32 @@ const manifestMediaTypes = [
   'application/vnd.docker.distribution.manifest.v1+prettyjws',
 ].join(', ');
 
-/** Reads a manifest body (small by the registry's own limit); anything larger is refused, never buffered. */
-export async function readManifestBody(req: Request): Promise<Buffer> {
+/** The registry's own answer to a manifest over its limit (MANIFEST_INVALID, 400); the rest of the body is never read, so the connection ends. */
+const tooLarge = () => new RegistryError('MANIFEST_INVALID', `manifest too large (the limit is ${maxManifestBytes} bytes)`).withHeader('Connection', 'close');
+
+/**
+ * Reads a manifest body (small by the registry's own limit); anything larger is refused, never
+ * buffered. A body that sends nothing for `idleMs` is cut off, as the proxy cuts off a stalled one.
+ */
+export async function readManifestBody(req: Request, idleMs?: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > maxManifestBytes) throw new RegistryError('MANIFEST_INVALID', 'manifest too large');
+  if (Number.isFinite(declared) && declared > maxManifestBytes) throw tooLarge();
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxManifestBytes) throw new RegistryError('MANIFEST_INVALID', 'manifest too large');
-    chunks.push(chunk);
+  const idle = idleMs === undefined ? undefined : setTimeout(() => req.destroy(), idleMs);
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      idle?.refresh();
+      size += chunk.length;
+      if (size > maxManifestBytes) throw tooLarge();
+      chunks.push(chunk);
+    }
+  } catch (error) {
+    if (error instanceof RegistryError) throw error;
+    // The client left or stalled: its connection is gone, the answer is only for the log.
+    throw new RegistryError('MANIFEST_INVALID', 'the manifest body ended early or stalled').withHeader('Connection', 'close');
+  } finally {
+    clearTimeout(idle);
   }
   return Buffer.concat(chunks);
 }
@@ -142,12 +158,12 @@ export interface ImmutableTagGuardOptions {
  */
 export function createImmutableTagGuard(options: ImmutableTagGuardOptions) {
   const locks = new KeyedLock();
-  return async function guardImmutableTags(req: Request, res: Response, route: { name: string; reference: string }, forward: (body?: Buffer) => void): Promise<boolean> {
+  return async function guardImmutableTags(req: Request, res: Response, route: { name: string; reference: string }, forward: (body?: Buffer) => void, read?: Buffer): Promise<boolean> {
     const { name, reference } = route;
     const immutableTag = isTag(reference) && options.authorizer.isImmutableTag(name, reference);
     if (req.method === 'PUT' && immutableTag) {
-      // Read before queueing, so a slow upload never holds the repository's lock.
-      const body = await readManifestBody(req);
+      // Read before queueing (unless the caller already has), so a slow upload never holds the repository's lock.
+      const body = read ?? (await readManifestBody(req));
       await runHoldingUntilResponseEnds(locks, name, lockWaitMs, res, () => refuseTagMove(options.upstreams, name, reference, body), () => forward(body));
       return true;
     }

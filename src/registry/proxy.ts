@@ -1,6 +1,6 @@
 // Streams authorized /v2/ requests to an upstream registry and back; makes no auth decisions.
 
-import http, { type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import http, { type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import { pipeline } from 'node:stream';
 import type { Request, Response } from 'express';
@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { ClientShare } from './client-share.js';
 import { RegistryError } from '../errors.js';
 import { upstreamTarget, type OutgoingRequest } from './upstream-request.js';
+import { needsJsonErrorBody, relayAsJsonError, unroutedError } from './error-bodies.js';
 import type { Upstream, UpstreamPool } from './upstreams.js';
 import type { V2Route } from '../access/v2-route.js';
 
@@ -22,12 +23,19 @@ export interface RegistryProxyOptions {
   bodyIdleMs: number;
 }
 
+/**
+ * Work the gateway does once the registry has answered and before the client hears of it (the
+ * referrers index after a manifest push or delete): resolves to headers added to the answer, and
+ * never rejects. The registry's answer waits meanwhile, and goes out unless the client has left.
+ */
+export type BeforeAnswer = (status: number, headers: IncomingHttpHeaders) => Promise<Record<string, string>>;
+
 export interface RegistryProxy {
   /**
    * Streams the request on; `body` replaces a request body the gateway already had to read (a small
    * manifest). Errors (no registry answers, over the client's share) go to `fail` for the app's error handler.
    */
-  forward(req: Request, res: Response, fail: (error: RegistryError) => void, body?: Buffer): void;
+  forward(req: Request, res: Response, fail: (error: RegistryError) => void, body?: Buffer, beforeAnswer?: BeforeAnswer): void;
   close(): void;
 }
 
@@ -42,9 +50,6 @@ const hopByHopHeaders = new Set(['connection', 'keep-alive', 'proxy-connection',
 
 /** Errors that mean the registry never got (or never answered) the request: another may. */
 const connectionErrors = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN']);
-
-/** The registry's answer for a path its router does not match (Go's http.NotFound). */
-const notFoundBody = '404 page not found\n';
 
 /** The registry's response headers minus hop-by-hop ones; duplicates kept, Location and Content-Length untouched. */
 function responseHeaders(upstreamRes: IncomingMessage): OutgoingHttpHeaders {
@@ -80,15 +85,14 @@ export function createRegistryProxy(options: RegistryProxyOptions): RegistryProx
     return streamed ? error.withHeader('Connection', 'close') : error;
   };
 
-  const forward = (req: Request, res: Response, fail: (error: RegistryError) => void, body: Buffer | undefined): void => {
+  const forward = (req: Request, res: Response, fail: (error: RegistryError) => void, body: Buffer | undefined, beforeAnswer: BeforeAnswer | undefined): void => {
     const { route, outgoing } = res.locals as ProxyLocals;
     if (route === undefined || outgoing === undefined) return fail(new RegistryError('UNKNOWN', 'request reached the proxy without passing the gate'));
     const streamed = body === undefined && outgoing.framing.kind !== 'none';
     if (route.kind === 'unrouted') {
-      res.status(404).set('Content-Type', 'text/plain; charset=utf-8').set('X-Content-Type-Options', 'nosniff');
-      if (streamed) res.set('Connection', 'close');
-      res.send(notFoundBody);
-      return;
+      // The registry's router answers such a path 404 in plain text; the client gets the same status in the spec's JSON.
+      const error = unroutedError(req.path);
+      return fail(streamed ? error.withHeader('Connection', 'close') : error);
     }
     const remote = req.socket.remoteAddress;
     // The client already left: no upstream request, and no share taken that a 'close' event would never give back.
@@ -127,7 +131,17 @@ export function createRegistryProxy(options: RegistryProxyOptions): RegistryProx
         upstreamReq.destroy();
       };
 
-      upstreamReq.on('response', (upstreamRes) => relay(req, res, upstreamReq, upstreamRes, cut));
+      upstreamReq.on('response', (upstreamRes) => {
+        if (beforeAnswer === undefined) return relay(req, res, upstreamReq, upstreamRes, cut);
+        upstreamRes.pause();
+        // The registry's connection may fail while the answer waits; the relay below, or nobody, reads what is left.
+        upstreamRes.on('error', () => {});
+        void beforeAnswer(upstreamRes.statusCode ?? 502, upstreamRes.headers).then((extra) => {
+          // Answered meanwhile (the registry's connection failed) or the client left: nothing more to send.
+          if (res.headersSent || res.destroyed) return void upstreamRes.destroy();
+          relay(req, res, upstreamReq, upstreamRes, cut, extra);
+        });
+      });
       upstreamReq.on('error', (error: NodeJS.ErrnoException) => {
         if (cutOff || res.destroyed) return;
         const code = error.code ?? '';
@@ -189,11 +203,16 @@ export function createRegistryProxy(options: RegistryProxyOptions): RegistryProx
   };
 
   /** Sends the registry's answer on as it comes, with backpressure, no buffering and no deadline. */
-  const relay = (req: Request, res: Response, upstreamReq: ClientRequest, upstreamRes: IncomingMessage, cut: () => void): void => {
+  const relay = (req: Request, res: Response, upstreamReq: ClientRequest, upstreamRes: IncomingMessage, cut: () => void, extra: Record<string, string> = {}): void => {
     if (res.destroyed) return void upstreamRes.destroy();
-    const headers = responseHeaders(upstreamRes);
+    const headers = { ...responseHeaders(upstreamRes), ...extra };
     // The registry answered before the whole body arrived: the rest is not read, so this connection ends here.
     if (!req.complete) headers.connection = 'close';
+    if (needsJsonErrorBody(upstreamRes.statusCode ?? 502, upstreamRes.headers['content-type'])) {
+      return relayAsJsonError(req, res, upstreamRes, headers, () => {
+        if (!upstreamReq.writableFinished) cut();
+      });
+    }
     let bytes = 0;
     upstreamRes.on('data', (chunk: Buffer) => {
       bytes += chunk.length;
@@ -209,8 +228,8 @@ export function createRegistryProxy(options: RegistryProxyOptions): RegistryProx
   };
 
   return {
-    forward(req, res, fail, body) {
-      forward(req, res, fail, body);
+    forward(req, res, fail, body, beforeAnswer) {
+      forward(req, res, fail, body, beforeAnswer);
     },
     // Nothing of its own to release: the pool's agents hold the registry connections.
     close() {},

@@ -97,5 +97,7 @@ export function upstreamTarget(method: string, route: V2Route): string {
       return `/v2/${route.name}/blobs/uploads/${route.uploadId}${encodeQuery([['_state', route.state], ['digest', method === 'PUT' ? route.digest : undefined]])}`;
     case 'unrouted':
       throw new Error('an unrouted request is never forwarded');
+    case 'referrers':
+      throw new Error('a referrers request is answered by the gateway');
   }
 }

@@ -17,6 +17,17 @@ export interface UpstreamAnswer {
   body: Buffer;
 }
 
+/** The error code of a fetch whose answer was larger than its maxBytes. */
+export const answerTooLarge = 'EANSWERTOOLARGE';
+
+export interface UpstreamFetchOptions {
+  method?: string;
+  headers?: Record<string, string>;
+  /** A small body the gateway itself sends (a manifest, a tiny blob), with its Content-Length. */
+  body?: Buffer;
+  maxBytes?: number;
+}
+
 export interface UpstreamPoolOptions {
   logger: Logger;
   /** How often each registry's /v2/ is probed; 0 turns probing off. */
@@ -95,7 +106,7 @@ export class UpstreamPool {
    * A small request the gateway itself makes (a catalog page, a tag lookup), tried on each
    * registry in turn until one answers. The body is read whole, so only for small answers.
    */
-  async fetch(path: string, options: { method?: string; headers?: Record<string, string>; maxBytes?: number } = {}): Promise<UpstreamAnswer> {
+  async fetch(path: string, options: UpstreamFetchOptions = {}): Promise<UpstreamAnswer> {
     const tried = new Set<Upstream>();
     let lastError: unknown;
     for (let upstream = this.pick(tried); upstream; upstream = this.pick(tried)) {
@@ -103,6 +114,8 @@ export class UpstreamPool {
       try {
         return await this.#fetchFrom(upstream, path, options);
       } catch (error) {
+        // An answer larger than asked for is no sign the registry is down, nor that another would answer smaller.
+        if ((error as NodeJS.ErrnoException).code === answerTooLarge) throw error;
         lastError = error;
         this.markDown(upstream, (error as NodeJS.ErrnoException).code ?? 'request failed');
       }
@@ -110,17 +123,18 @@ export class UpstreamPool {
     throw lastError ?? new Error('no upstream registry');
   }
 
-  #fetchFrom(upstream: Upstream, path: string, options: { method?: string; headers?: Record<string, string>; maxBytes?: number }): Promise<UpstreamAnswer> {
+  #fetchFrom(upstream: Upstream, path: string, options: UpstreamFetchOptions): Promise<UpstreamAnswer> {
     const client = upstream.url.protocol === 'https:' ? https : http;
     const maxBytes = options.maxBytes ?? 4 * 1024 * 1024;
     return new Promise((resolve, reject) => {
-      const request = client.request(new URL(path, upstream.url), { method: options.method ?? 'GET', headers: options.headers, agent: upstream.agent, timeout: 30_000 }, (response) => {
+      const headers = options.body === undefined ? options.headers : { ...options.headers, 'content-length': String(options.body.length) };
+      const request = client.request(new URL(path, upstream.url), { method: options.method ?? 'GET', headers, agent: upstream.agent, timeout: 30_000 }, (response) => {
         const chunks: Buffer[] = [];
         let size = 0;
         response.on('data', (chunk: Buffer) => {
           size += chunk.length;
           if (size > maxBytes) {
-            response.destroy(new Error(`upstream answer over ${maxBytes} bytes`));
+            response.destroy(Object.assign(new Error(`upstream answer over ${maxBytes} bytes`), { code: answerTooLarge }));
             return;
           }
           chunks.push(chunk);
@@ -130,7 +144,7 @@ export class UpstreamPool {
       });
       request.on('timeout', () => request.destroy(Object.assign(new Error('upstream timed out'), { code: 'ETIMEDOUT' })));
       request.on('error', reject);
-      request.end();
+      request.end(options.body);
     });
   }
 

@@ -1,4 +1,4 @@
-// Answers a plain-HTTP request that reached the TLS port, once, without the app: a redirect to https for GET/HEAD, else 400.
+// Answers one plain-HTTP request without the app (on the TLS port, or the optional HTTP port): an ACME http-01 answer, a redirect to https for GET/HEAD, else 400.
 import type { Socket } from 'node:net';
 import { RegistryError } from '../errors.js';
 
@@ -7,6 +7,8 @@ export interface PlainHttpOptions {
   redirectHost(hostHeader: string | undefined): string | undefined;
   /** Told what was answered, for the log. */
   onAnswer?(answer: PlainHttpAnswer): void;
+  /** The key authorization for an ACME http-01 token being validated; only on the plain-HTTP port. */
+  acmeHttp?(token: string): string | undefined;
 }
 
 export interface PlainHttpAnswer {
@@ -27,6 +29,8 @@ const REQUEST_LINE = /^([A-Z]{1,16}) (\S{1,4096}) HTTP\/1\.[01]$/;
 const HEADER_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$/;
 /** An origin-form target in visible ASCII: nothing that could break out of a Location header. */
 const ORIGIN_FORM = /^\/[\x21-\x7e]*$/;
+/** RFC 8555 section 8.3: the token is base64url. */
+const ACME_CHALLENGE = /^\/\.well-known\/acme-challenge\/([A-Za-z0-9_-]{1,256})$/;
 
 /**
  * Reads the request head from `socket` (the caller bounds the time with the socket's timeout) and
@@ -44,6 +48,12 @@ export function answerPlainHttp(socket: Socket, options: PlainHttpOptions): void
     if (end === -1 && size <= MAX_HEAD_BYTES) return;
     socket.off('data', onData);
     const request = end === -1 || end > MAX_HEAD_BYTES ? undefined : parseHead(head.subarray(0, end).toString('latin1'));
+    const challenge = request && options.acmeHttp ? acmeAnswer(request, options.acmeHttp) : undefined;
+    if (challenge !== undefined) {
+      options.onAnswer?.({ method: request?.method, target: request?.target, status: challenge.status, remoteAddress: socket.remoteAddress });
+      reply(socket, challenge.response);
+      return;
+    }
     const location = request ? redirectTarget(request, options) : undefined;
     const status = location === undefined ? 400 : 301;
     options.onAnswer?.({ method: request?.method, target: request?.target, status, remoteAddress: socket.remoteAddress });
@@ -78,6 +88,16 @@ function redirectTarget(request: PlainRequest, options: PlainHttpOptions): strin
   if (!ORIGIN_FORM.test(request.target) || request.hosts.length > 1) return undefined;
   const host = options.redirectHost(request.hosts[0]);
   return host === undefined ? undefined : `https://${host}${request.target}`;
+}
+
+/** An ACME validator's GET of a challenge token: the key authorization while that token is pending, else 404. */
+function acmeAnswer(request: PlainRequest, keyAuthorization: (token: string) => string | undefined): { status: number; response: string } | undefined {
+  const match = ACME_CHALLENGE.exec(request.target);
+  if (!match || (request.method !== 'GET' && request.method !== 'HEAD')) return undefined;
+  const body = keyAuthorization(match[1]!);
+  if (body === undefined) return { status: 404, response: head('404 Not Found', ['Content-Length: 0']) };
+  const lines = ['Content-Type: application/octet-stream', `Content-Length: ${Buffer.byteLength(body)}`];
+  return { status: 200, response: head('200 OK', lines) + (request.method === 'HEAD' ? '' : body) };
 }
 
 function redirect(location: string): string {

@@ -3,7 +3,10 @@
 import type { RequestListener } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import tls from 'node:tls';
 import type { ListenAddress } from '../config/config.js';
+import { ACME_TLS_PROTOCOL, type AcmeChallenges } from './acme/challenges.js';
+import { firstRecordLength, MAX_RECORD, parseClientHello } from './client-hello.js';
 import { answerPlainHttp, type PlainHttpAnswer } from './plain-http.js';
 
 /**
@@ -40,11 +43,15 @@ export interface HttpsServerOptions {
   redirectHost?(hostHeader: string | undefined): string | undefined;
   /** Told about each plain-HTTP request answered on the TLS port. */
   onPlainHttp?(answer: PlainHttpAnswer): void;
+  /** ACME tls-alpn-01 validations to answer on this port while they are pending. */
+  acme?: AcmeChallenges;
 }
 
 export interface RunningServer {
   server: https.Server;
   address: AddressInfo;
+  /** Serves another certificate to new connections; connections already open keep theirs. */
+  setCertificate(cert: string | Buffer, key: string | Buffer): void;
   /** Stops accepting, lets requests in flight finish for up to graceMs, then cuts what is left. */
   close(graceMs: number): Promise<void>;
 }
@@ -67,9 +74,10 @@ export async function startHttpsServer(listener: RequestListener, options: Https
   );
   server.timeout = 0;
   server.on('clientError', answerClientError);
-  const undecided = routeByFirstByte(server, headersTimeoutMs, (socket) =>
-    answerPlainHttp(socket, { redirectHost: options.redirectHost ?? (() => undefined), onAnswer: options.onPlainHttp }),
-  );
+  const undecided = routeByFirstByte(server, headersTimeoutMs, {
+    plain: (socket) => answerPlainHttp(socket, { redirectHost: options.redirectHost ?? (() => undefined), onAnswer: options.onPlainHttp }),
+    acme: options.acme && { challenges: options.acme, server: alpnChallengeServer(options.acme) },
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.listen.port, options.listen.host, () => {
@@ -94,7 +102,27 @@ export async function startHttpsServer(listener: RequestListener, options: Https
     });
     return closing;
   };
-  return { server, address, close };
+  const setCertificate = (cert: string | Buffer, key: string | Buffer) => server.setSecureContext({ ...TLS_OPTIONS, cert, key });
+  return { server, address, setCertificate, close };
+}
+
+/**
+ * A TLS server that only completes tls-alpn-01 handshakes: the validator checks the certificate it
+ * is shown and hangs up. It has no certificate but the challenge ones, so nothing else succeeds.
+ */
+export function alpnChallengeServer(challenges: AcmeChallenges): tls.Server {
+  const server = tls.createServer({
+    minVersion: 'TLSv1.2',
+    ALPNProtocols: [ACME_TLS_PROTOCOL],
+    SNICallback: (name, callback) => {
+      const context = challenges.alpnContext(name);
+      if (context) callback(null, context);
+      else callback(new Error(`no tls-alpn-01 challenge for ${name}`), undefined);
+    },
+  });
+  server.on('secureConnection', (socket) => socket.end());
+  server.on('tlsClientError', (_error, socket) => socket.destroy());
+  return server;
 }
 
 const clientErrorStatus: Record<string, string> = {
@@ -122,13 +150,20 @@ function answerClientError(error: NodeJS.ErrnoException, socket: import('node:st
   setTimeout(() => socket.destroy(), 2000).unref();
 }
 
+interface Routes {
+  plain(socket: Socket): void;
+  acme?: { challenges: AcmeChallenges; server: tls.Server } | undefined;
+}
+
 /**
  * Looks at the first byte of each connection before TLS does: a TLS handshake (or anything else that
  * is not an HTTP method's first letter) goes to the https server's own connection handling, unchanged,
  * so its timeouts, keep-alive and close work as before; plain HTTP goes to `plain` and never reaches
- * the app. Returns the sockets not yet handed to TLS, for close() to cut.
+ * the app. While a tls-alpn-01 validation is pending, the whole ClientHello is read first, and one
+ * offering `acme-tls/1` goes to the challenge server instead. Returns the sockets not yet handed
+ * on, for close() to cut.
  */
-function routeByFirstByte(server: https.Server, timeoutMs: number, plain: (socket: Socket) => void): Set<Socket> {
+function routeByFirstByte(server: https.Server, timeoutMs: number, routes: Routes): Set<Socket> {
   const tlsListeners = server.listeners('connection') as ((socket: Socket) => void)[];
   server.removeAllListeners('connection');
   const undecided = new Set<Socket>();
@@ -140,14 +175,27 @@ function routeByFirstByte(server: https.Server, timeoutMs: number, plain: (socke
     socket.on('timeout', destroy);
     socket.setTimeout(timeoutMs);
     socket.once('close', () => undecided.delete(socket));
+    let seen: Buffer | undefined;
     const onReadable = () => {
-      const first = socket.read(1) as Buffer | null;
-      if (first === null) return;
-      socket.off('readable', onReadable);
-      socket.unshift(first);
+      for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) {
+        seen = seen ? Buffer.concat([seen, chunk]) : chunk;
+      }
+      if (seen === undefined) return;
+      const acme = routes.acme?.challenges.alpnPending ? routes.acme : undefined;
       // HTTP methods start with a capital letter; a TLS record with 0x16.
-      if (first[0]! >= 0x41 && first[0]! <= 0x5a) {
-        plain(socket);
+      const isPlain = seen[0]! >= 0x41 && seen[0]! <= 0x5a;
+      if (!isPlain && acme && !helloComplete(seen)) return;
+      socket.off('readable', onReadable);
+      socket.unshift(seen);
+      if (isPlain) {
+        routes.plain(socket);
+        return;
+      }
+      const hello = acme && parseClientHello(seen);
+      if (acme && hello && hello.protocols.includes(ACME_TLS_PROTOCOL)) {
+        // A validator: the challenge server answers within the socket's own timeout, or nothing does.
+        if (acme.challenges.alpnContext(hello.serverName)) acme.server.emit('connection', socket);
+        else socket.destroy();
         return;
       }
       // From here TLS and the https server own the socket and its timers.
@@ -159,4 +207,11 @@ function routeByFirstByte(server: https.Server, timeoutMs: number, plain: (socke
     socket.on('readable', onReadable);
   });
   return undecided;
+}
+
+/** Whether `data` holds the whole first TLS record (or is no handshake record, or more than one may hold). */
+export function helloComplete(data: Buffer): boolean {
+  if (data.length < 5) return data[0] !== 0x16;
+  const length = firstRecordLength(data);
+  return length === undefined || data.length >= Math.min(length, MAX_RECORD);
 }

@@ -39,6 +39,8 @@ export function runCommand(command: string, args: string[], options: { label: st
       }
       resolve({ stdout, stderr });
     });
+    // A command that exits before reading its input must not take the test process down with EPIPE.
+    child.stdin?.on('error', () => undefined);
     child.stdin?.end(options.stdin ?? '');
   });
 }

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config/config.js';
-import { startGateway, type RunningGateway } from '../../src/gateway.js';
+import { startGateway, type GatewayOptions, type RunningGateway } from '../../src/gateway.js';
 import { addUser } from '../../src/auth/htpasswd.js';
 import { RegistryProcess } from '../../src/registry/registry-process.js';
 
@@ -34,7 +34,11 @@ export interface TestGatewayOptions {
   users?: Record<string, string>;
   /** Contents of access.yml, written before the gateway starts. */
   access?: string;
+  /** A YAML settings file (e.g. with a `providers:` section), written as gateway.yaml in the test folder; variables still win. */
+  config?: string;
   env?: Record<string, string>;
+  /** Hooks of the running gateway (ACME retry timing and clock). */
+  gatewayOptions?: Pick<GatewayOptions, 'acmeRetryMs' | 'acmeMaxRetryMs' | 'acmeNow'>;
 }
 
 export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
@@ -70,17 +74,23 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     GATEWAY_SHUTDOWN_GRACE: '1',
     ...options.env,
   };
-  const { config } = loadConfig({ env, cwd: dir });
+  let file: string | undefined;
+  if (options.config !== undefined) {
+    file = path.join(dir, 'gateway.yaml');
+    await (await import('node:fs/promises')).writeFile(file, options.config);
+  }
+  const { config } = loadConfig({ env, cwd: dir, file });
   let gateway: RunningGateway;
   try {
-    gateway = await startGateway(config, { logger, env: process.env, announce: () => {} });
+    gateway = await startGateway(config, { logger, env: process.env, announce: () => {}, ...options.gatewayOptions });
   } catch (error) {
     await registry?.stop();
     await rm(dir, { recursive: true, force: true });
     throw error;
   }
   const certDir = path.join(dir, 'client-certs');
-  const ca = await readFile(path.join(dir, 'certs', 'ca.crt'));
+  // The local CA beside the server certificate (tls_cert may point outside the test folder).
+  const ca = await readFile(path.join(path.dirname(config.tlsCert), 'ca.crt'));
   const { mkdir, writeFile } = await import('node:fs/promises');
   await mkdir(certDir, { recursive: true });
   await writeFile(path.join(certDir, 'ca.crt'), ca);

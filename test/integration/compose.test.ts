@@ -126,6 +126,27 @@ describe('docker-compose.yml', () => {
     assert.ok(model.volumes && 'registry-data' in model.volumes);
   });
 
+  test('deploy/compose.acme.yml turns ACME on for REGISTRY_HOST with certs/acme writable and the rest of certs read-only', async () => {
+    const model = await render(['docker-compose.yml', 'deploy/compose.acme.yml'], { REGISTRY_HTTP_SECRET: secret, REGISTRY_HOST: registryHost, GATEWAY_PORT: '443', GATEWAY_ACME_EMAIL: 'ops@example.org' });
+    const gateway = service(model, 'gateway');
+    const environment = serviceEnvironment(gateway);
+    assert.equal(environment.GATEWAY_ACME, 'on');
+    assert.equal(environment.GATEWAY_ACME_DOMAINS, registryHost);
+    assert.equal(environment.GATEWAY_PUBLIC_URL, `https://${registryHost}`);
+    assert.equal(environment.GATEWAY_ACME_EMAIL, 'ops@example.org');
+    assert.deepEqual(publishedPorts(gateway), [{ published: 443, target: 5443 }]);
+    const mounts = serviceMounts(gateway);
+    assert.equal(mounts.find((m) => m.target === '/srv/gateway/certs')?.readOnly, true);
+    const acme = mounts.find((m) => m.target === '/srv/gateway/certs/acme');
+    assert.equal(path.resolve(acme?.source ?? ''), path.join(projectRoot, 'certs/acme'));
+    assert.notEqual(acme?.readOnly, true, 'the gateway writes its ACME files');
+
+    const withHttp = await render(['docker-compose.yml', 'deploy/compose.acme.yml', 'deploy/compose.acme-http.yml'], { REGISTRY_HTTP_SECRET: secret, REGISTRY_HOST: registryHost, GATEWAY_PORT: '443' });
+    const httpGateway = service(withHttp, 'gateway');
+    assert.deepEqual(publishedPorts(httpGateway).sort((a, b) => a.published - b.published), [{ published: 80, target: 8080 }, { published: 443, target: 5443 }]);
+    assert.equal(serviceEnvironment(httpGateway).GATEWAY_HTTP_LISTEN, '0.0.0.0:8080');
+  });
+
   test('GATEWAY_PORT moves the published port, the container keeps listening on 5443', async () => {
     const model = await render(['docker-compose.yml'], { REGISTRY_HTTP_SECRET: secret, GATEWAY_PORT: '443' });
     assert.deepEqual(publishedPorts(service(model, 'gateway')), [{ published: 443, target: 5443 }]);

@@ -178,7 +178,7 @@ describe('token mode', () => {
       ['/v2/team//app/tags/list', 400, 'NAME_INVALID'],
       ['/v2/Team/App/tags/list', 400, 'NAME_INVALID'],
       ['/v2/team\\app/tags/list', 400, 'NAME_INVALID'],
-      ['/v2/team/app/manifests/bad%00tag', 400, 'NAME_INVALID'],
+      ['/v2/team/app/manifests/bad%2Ftag', 400, 'NAME_INVALID'],
       ['/v2/team/app/blobs/sha256:zz', 400, 'DIGEST_INVALID'],
       ['/v2/team/app/nonsense', 404, 'UNSUPPORTED'],
       ['/v2/' + 'a'.repeat(300) + '/tags/list', 400, 'NAME_INVALID'],
@@ -190,10 +190,11 @@ describe('token mode', () => {
     }
     const options = await request(gw, 'OPTIONS', '/v2/team/app/tags/list', { headers: auth });
     assertRegistryError(options, 405, 'UNSUPPORTED');
-    // A reference the registry's router does not match: its own 404, once the caller may pull the name.
-    const unrouted = await request(gw, 'GET', '/v2/team/app/manifests/-bad', { headers: auth });
-    assert.equal(unrouted.status, 404);
-    assert.equal(unrouted.body, '404 page not found\n');
+    // A reference the registry's router does not match: its 404, as a JSON error, once the caller may pull the name.
+    for (const reference of ['-bad', 'bad%00tag']) {
+      const unrouted = await request(gw, 'GET', `/v2/team/app/manifests/${reference}`, { headers: auth });
+      assertRegistryError(unrouted, 404, 'MANIFEST_UNKNOWN');
+    }
     // The registry is sent application/octet-stream for uploads, so a form body never becomes a mount.
     const form = await request(gw, 'POST', '/v2/team/app/blobs/uploads/', { headers: { ...auth, 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'from=other/secret&mount=sha256:' + 'c'.repeat(64) });
     assert.equal(form.status, 202);
