@@ -128,7 +128,11 @@ export function createTokenRouter(options: TokenServiceOptions): express.Router 
     } else {
       throw badRequest('grant_type must be password or refresh_token');
     }
-    const requested = parseScopes([field('scope') ?? '']);
+    // containers/image (skopeo, podman, buildah) sends one scope field per scope; others one space-separated field.
+    const scopeField = form.scope;
+    const scopes = scopeField === undefined ? [] : Array.isArray(scopeField) ? scopeField : [scopeField];
+    if (scopes.length > 64 || !scopes.every((scope): scope is string => typeof scope === 'string')) throw badRequest('scope must be text, at most 64 fields');
+    const requested = parseScopes(scopes);
     const granted = grantFor(options.authorizer, identity, requested);
     respond(res, { identity, requested, granted, refreshToken }, 'post');
   });

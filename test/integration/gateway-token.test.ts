@@ -118,6 +118,13 @@ describe('token mode', () => {
       const tags = await request(gw, 'GET', '/v2/bob/app/tags/list', { headers: { Authorization: `Bearer ${access}` } });
       assert.notEqual(tags.status, 401);
     }
+    // containers/image sends one scope field per scope: each is read, as one space-separated field is.
+    const fields = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken, client_id: 'containers/image', service: 'registry-gateway' });
+    fields.append('scope', 'repository:bob/app:pull');
+    fields.append('scope', 'repository:bob/other:pull,push');
+    const repeated = await request(gw, 'POST', '/token', { headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: fields.toString() });
+    assert.equal(repeated.status, 200);
+    assert.equal(repeated.json().scope, 'repository:bob/app:pull repository:bob/other:pull,push');
     const missingClient = await request(gw, 'POST', '/token', form({ grant_type: 'password', username: 'bob', password: 'bob-password' }));
     assertRegistryError(missingClient, 400, 'UNSUPPORTED');
     const wrong = await request(gw, 'POST', '/token', form({ grant_type: 'password', username: 'bob', password: 'nope', client_id: 'x' }));
