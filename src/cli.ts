@@ -2,6 +2,8 @@
 // The `gateway` command: argv -> command. The only module that reads process.env or exits.
 
 import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { setDefaultHighWaterMark } from 'node:stream';
 import { Command, CommanderError, Option } from 'commander';
 import { pino } from 'pino';
@@ -22,6 +24,7 @@ import { probeSignIn } from './ui/sign-in-setup.js';
 import { describeProviders } from './config/providers.js';
 import { addUser, DEFAULT_BCRYPT_COST, listUsers, removeUser, requireUser, validateUserName } from './auth/htpasswd.js';
 import { readPassword } from './cli/prompt.js';
+import { AuditLog } from './ops/audit-log.js';
 
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -123,6 +126,25 @@ async function tokenCreate(options: { user: string; scope: string[]; ttl: string
       `expires ${created.record.expiresAt ?? 'never'}.\nUse it as the password, e.g. \`docker login -u ${options.user} --password-stdin\`. It is shown only once:\n\n`,
   );
   process.stdout.write(`${created.credential}\n`);
+  auditFromCli({ type: 'ci-token.created', id: created.id, owner: options.user });
+}
+
+/**
+ * The token commands' lines in the audit trail, when GATEWAY_AUDIT_LOG names a file: appended like
+ * the gateway's own (O_APPEND, whole lines), by the operator's account from the command line.
+ */
+function auditFromCli(event: { type: 'ci-token.created' | 'ci-token.revoked'; id: string; owner: string }): void {
+  const target = process.env.GATEWAY_AUDIT_LOG;
+  if (target === undefined || target === '' || target === 'stdout') return;
+  let operator = 'unknown';
+  try {
+    operator = os.userInfo().username;
+  } catch {
+    // no passwd entry for this uid (a container): the uid alone is still written below
+  }
+  const audit = new AuditLog({ target: path.resolve(target), logger: pino({ level: 'error' }, pino.destination(2)) });
+  audit.write({ ...event, user: `${operator} (uid ${process.getuid?.() ?? '?'})`, remote: 'command line' });
+  audit.close();
 }
 
 /** A token's scopes; a personal access token has none of its own: the access rules decide, with the groups it carries. */
@@ -145,8 +167,10 @@ async function tokenList(options: { tokens: string }): Promise<void> {
 }
 
 async function tokenRevoke(id: string, options: { tokens: string }): Promise<void> {
+  const owner = (await listCiTokens(options.tokens).catch(() => [])).find((record) => record.id === id)?.user ?? 'unknown';
   if (!(await revokeCiToken(options.tokens, id))) throw new CliError(`no CI token ${id} in ${options.tokens}`);
   process.stdout.write(`revoked CI token ${id}; a running gateway stops accepting it within a second\n`);
+  auditFromCli({ type: 'ci-token.revoked', id, owner });
 }
 
 async function accessCheck(user: string, action: string, repository: string, options: { config?: string; access?: string; groups?: string[] }): Promise<void> {

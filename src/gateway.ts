@@ -25,6 +25,7 @@ import { acmeManagerFor } from './tls/acme/from-config.js';
 import type { AcmeStatus } from './tls/acme/manager.js';
 import { startHttpListener, type RunningHttpListener } from './tls/http-listener.js';
 import { EventBus } from './ops/events.js';
+import { AuditLog } from './ops/audit-log.js';
 import { createMaintenanceGuard, MaintenanceMode, type MaintenanceStatus } from './ops/maintenance.js';
 import { scheduleFor } from './ops/gc-schedule.js';
 import { TokenAuthority } from './auth/token.js';
@@ -165,6 +166,7 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
   const logins = { authenticator, users, ciTokens, throttle: new LoginThrottle(), chain, successes: new SuccessCache({ ttlMs: config.basicCacheSeconds * 1000 }) };
   const pages = await createSignInPagesFor(config, { tokens: ciTokens, users, logger, tokenKeyPem: readFileSync(config.tokenKey, 'utf8') });
 
+  const audit = openAuditLog(config, logger);
   const registry = checked.registryBinary === undefined ? undefined : await startEmbeddedRegistry(config, options, checked.registryBinary);
   const upstreamUrls = registry ? [new URL(registry.url)] : config.upstreams;
   const pool = new UpstreamPool(upstreamUrls, { logger });
@@ -188,6 +190,7 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
   await acme?.loadFromDisk();
 
   const events = new EventBus((error) => logger.error({ err: (error as Error).message }, 'an event listener failed'));
+  audit?.listen(events);
   // Reported and read before the port opens: a gateway started during maintenance starts read-only.
   const maintenance = new MaintenanceMode({ file: config.maintenanceFile, logger, onSwitch: (state) => events.emit({ type: 'maintenance', on: state.on, ...(state.by ? { by: state.by } : {}) }) });
   try {
@@ -241,6 +244,7 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
     acmeCheckNow: async () => acme?.checkNow(),
     maintenanceStatus: () => maintenance.status(),
     async reload() {
+      audit?.reopen();
       await files.reload();
       // With ACME the certificate comes from certs/acme/, never from tls_cert again.
       if (acme) {
@@ -257,6 +261,7 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
     close() {
       closed ??= (async () => {
         stopWatching();
+        audit?.close();
         await gcSchedule?.stop();
         await acme?.stop();
         await httpListener?.close();
@@ -272,4 +277,14 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
       return closed;
     },
   };
+}
+
+/** The audit trail the settings ask for; a file that cannot be opened stops the start, naming the setting. */
+function openAuditLog(config: Readonly<Config>, logger: Logger): AuditLog | undefined {
+  if (config.auditLog === undefined) return undefined;
+  try {
+    return new AuditLog({ target: config.auditLog, logger });
+  } catch (error) {
+    throw new ConfigError(settingName('audit_log'), `cannot append to ${config.auditLog} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
 }

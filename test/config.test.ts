@@ -62,6 +62,7 @@ describe('loadConfig defaults', () => {
       acme: undefined,
       httpListen: undefined,
       maintenanceFile: path.join(cwd, 'maintenance/maintenance.json'),
+      auditLog: undefined,
       registryConfig: undefined,
       gcSchedule: undefined,
     };

@@ -49,6 +49,8 @@ export interface Config {
   httpListen: ListenAddress | undefined;
   /** The read-only maintenance switch every gateway sharing it watches; reports go to `FILE.d/`. */
   maintenanceFile: string;
+  /** The audit trail: a file path, `stdout`, or undefined when off. */
+  auditLog: string | undefined;
   /** The registry's own config file for `gateway gc` (external registry); undefined: the embedded one's. */
   registryConfig: string | undefined;
   /** When `serve` collects garbage itself (cron), embedded registry only; undefined: never. */
@@ -181,6 +183,12 @@ export function loadConfig(options: LoadConfigOptions): LoadedConfig {
     const chosen = value(key);
     return chosen === undefined ? undefined : path.resolve(given.get(key)?.baseDir ?? options.cwd, chosen);
   };
+  /** `stdout` as is; anything else is a file path, taken from the folder of where it was given. */
+  const auditTarget = (): string | undefined => {
+    const target = value('audit_log');
+    if (target === undefined || target === 'stdout') return target;
+    return path.resolve(given.get('audit_log')?.baseDir ?? options.cwd, target);
+  };
   const registryBin = value('registry_bin');
   const httpListen = value('http_listen');
 
@@ -238,6 +246,7 @@ export function loadConfig(options: LoadConfigOptions): LoadedConfig {
     acme: acmeConfig(),
     httpListen,
     maintenanceFile: resolvedPath('maintenance_file'),
+    auditLog: auditTarget(),
     registryConfig: optionalPath('registry_config'),
     gcSchedule: value('gc_schedule').schedule,
     ...(read?.retention === undefined ? {} : { retention: parseRetention(read.retention) }),
@@ -277,6 +286,7 @@ export function describeConfig(config: Readonly<Config>): Record<SettingKey, unk
     acme_ca: config.acme?.caFile ?? unset('acme_ca'),
     acme_challenge: config.acme?.challenge ?? unset('acme_challenge'),
     maintenance_file: config.maintenanceFile,
+    audit_log: config.auditLog ?? unset('audit_log'),
     registry_config: config.registryConfig ?? unset('registry_config'),
     gc_schedule: config.gcSchedule ?? unset('gc_schedule'),
     http_listen: config.httpListen ? `${config.httpListen.host.includes(':') ? `[${config.httpListen.host}]` : config.httpListen.host}:${config.httpListen.port}` : unset('http_listen'),

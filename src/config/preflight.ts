@@ -231,6 +231,7 @@ export async function preflight(config: Readonly<Config>, env: NodeJS.ProcessEnv
   await checkCiTokens(config);
   await checkProviderFiles(config.providers ?? []);
   await checkSignInFiles(config);
+  if (config.auditLog !== undefined && config.auditLog !== 'stdout') await checkAuditLog(config.auditLog);
   if (config.acme) {
     readAcmeCa(config.acme.caFile);
     await mustBeCreatable('tls_cert', acmePaths(path.dirname(config.tlsCert)).cert, 'the ACME account and certificate are kept in certs/acme/ beside it');
@@ -245,4 +246,14 @@ export async function preflight(config: Readonly<Config>, env: NodeJS.ProcessEnv
     warnings,
     fileRemarks,
   };
+}
+
+/** The audit file must be appendable (or creatable): a trail that cannot be written is refused at start. */
+async function checkAuditLog(file: string): Promise<void> {
+  if (!existsSync(file)) return mustBeCreatable('audit_log', file, 'create its folder, or point audit_log elsewhere');
+  try {
+    await access(file, fsConstants.W_OK);
+  } catch (error) {
+    throw new ConfigError(settingName('audit_log'), `cannot append to ${file} (${codeOf(error)})`);
+  }
 }

@@ -309,6 +309,13 @@ export const settingTable = {
       .optional()
       .transform(checked((value: string | number | undefined) => (value === undefined || value === '' ? undefined : listenAddress(String(value))))),
   }),
+  audit_log: setting({
+    env: 'GATEWAY_AUDIT_LOG',
+    defaultText: 'off',
+    description:
+      'audit trail, one JSON line per security event (pushes, deletes, refused tag moves, failed logins, denials, CI tokens, reloads, maintenance): a file (appended, 0600, reopened on SIGHUP) or `stdout`',
+    schema: text().optional().transform((value) => (value === '' ? undefined : value)),
+  }),
   maintenance_file: setting({
     env: 'GATEWAY_MAINTENANCE_FILE',
     default: 'maintenance/maintenance.json',

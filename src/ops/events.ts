@@ -57,8 +57,8 @@ export interface LoginFailed extends Actor {
 
 export interface AccessDenied extends Actor {
   type: 'access.denied';
-  /** What was refused, each with the deciding rule: `push on app/web (denied by rule 4, line 12)`. */
-  denied: string[];
+  /** What was refused, each with the rule that decided (as the access log writes it). */
+  denied: { action: string; repository: string; rule: string }[];
   method: string;
   route: RouteKind;
   repository?: string;

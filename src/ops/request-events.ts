@@ -68,7 +68,11 @@ export function requestEvents(req: Request, res: Response, finished: Omit<Reques
     events.push({ type: 'login.failed', ...actor, reason, ...(finished.authenticator !== undefined ? { authenticator: finished.authenticator } : {}) });
   }
   if (Array.isArray(locals.denied) && locals.denied.length > 0) {
-    events.push({ type: 'access.denied', ...actor, denied: locals.denied.map(String), method, route: kind, ...(repository !== undefined ? { repository } : {}) });
+    const denied = (locals.denied as unknown[]).map((entry) => {
+      const { action, repository: name, rule } = (entry ?? {}) as Record<string, unknown>;
+      return { action: String(action), repository: String(name), rule: String(rule) };
+    });
+    events.push({ type: 'access.denied', ...actor, denied, method, route: kind, ...(repository !== undefined ? { repository } : {}) });
   }
   if (kind === 'token' && status === 200 && Array.isArray(locals.granted)) {
     events.push({ type: 'token.issued', ...actor, scopes: locals.granted.map(String) });
