@@ -53,6 +53,8 @@ export interface RunningPebble {
   clearServfail(host: string): Promise<void>;
   /** The temp folder with the config and the listener certificate; stop() removes it. */
   dir: string;
+  /** How many orders pebble has accepted since it started ("Added order" in its log). */
+  ordersAdded(): number;
   /** The last lines both processes printed, for failure messages. */
   describe(): string;
   stop(): Promise<void>;
@@ -61,6 +63,8 @@ export interface RunningPebble {
 const startTimeoutMs = 15_000;
 const stopTimeoutMs = 5_000;
 const outputLinesKept = 60;
+/** What pebble logs for each new order (wfe: "Added order \"…\" to the db"). */
+const ORDER_ADDED = 'Added order';
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -92,9 +96,11 @@ class Child {
   readonly #child: ChildProcess;
   readonly #output: string[] = [];
   readonly #exited: Promise<void>;
+  readonly #counted: { pattern: string; count: number }[];
   #exit: string | undefined;
 
-  constructor(name: string, command: string, args: string[], env: NodeJS.ProcessEnv, cwd: string) {
+  constructor(name: string, command: string, args: string[], env: NodeJS.ProcessEnv, cwd: string, counted: string[] = []) {
+    this.#counted = counted.map((pattern) => ({ pattern, count: 0 }));
     this.name = name;
     this.#child = spawn(command, args, { env, cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     const pid = this.#child.pid;
@@ -102,6 +108,7 @@ class Child {
     for (const stream of [this.#child.stdout!, this.#child.stderr!]) {
       createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
         this.#output.push(line);
+        for (const counter of this.#counted) if (line.includes(counter.pattern)) counter.count += 1;
         if (this.#output.length > outputLinesKept) this.#output.shift();
       });
     }
@@ -120,6 +127,11 @@ class Child {
 
   get exit(): string | undefined {
     return this.#exit;
+  }
+
+  /** Lines seen so far that contain `pattern` (one of those given at construction). */
+  count(pattern: string): number {
+    return this.#counted.find((counter) => counter.pattern === pattern)?.count ?? 0;
   }
 
   describe(): string {
@@ -307,7 +319,7 @@ export async function startPebble(options: PebbleOptions = {}): Promise<RunningP
       PEBBLE_AUTHZREUSE: '0',
       ...(options.chainLength === undefined ? {} : { PEBBLE_CHAIN_LENGTH: String(options.chainLength) }),
     };
-    const pebble = new Child('pebble', 'pebble', ['-config', configPath, '-dnsserver', `127.0.0.1:${dnsPort}`, '-strict=false'], pebbleEnv, dir);
+    const pebble = new Child('pebble', 'pebble', ['-config', configPath, '-dnsserver', `127.0.0.1:${dnsPort}`, '-strict=false'], pebbleEnv, dir, [ORDER_ADDED]);
     children.push(pebble);
     const directoryUrl = `https://127.0.0.1:${acmePort}/dir`;
     const managementUrl = `https://127.0.0.1:${managementPort}`;
@@ -341,6 +353,7 @@ export async function startPebble(options: PebbleOptions = {}): Promise<RunningP
       setServfail: (host) => dnsCall('set-servfail', { host }),
       clearServfail: (host) => dnsCall('clear-servfail', { host }),
       dir,
+      ordersAdded: () => pebble.count(ORDER_ADDED),
       describe: () => children.map((child) => child.describe()).join('\n'),
       stop,
     };

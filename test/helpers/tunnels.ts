@@ -1,4 +1,4 @@
-// Loopback tunnels for tests: an HTTP CONNECT proxy that sends any host name to 127.0.0.1 (clients keep verifying the name), and a plain TCP forwarder.
+// Loopback tunnels for tests: an HTTP CONNECT proxy that sends any host name to 127.0.0.1 (clients keep verifying the name), and plain TCP forwarders, one holding connections until told.
 
 import net, { type AddressInfo, type Socket } from 'node:net';
 
@@ -82,4 +82,50 @@ export async function startTcpForwarder(listenPort: number, targetPort: number):
     server.listen(listenPort, '127.0.0.1', () => resolve());
   });
   return { port: (server.address() as AddressInfo).port, requested: [], close: closer(server, sockets) };
+}
+
+export interface Gate extends Tunnel {
+  /** Connections accepted and held, not yet forwarded. */
+  readonly held: number;
+  /** Forwards the held connections and every later one. */
+  open(): void;
+}
+
+/**
+ * A forwarder from 127.0.0.1:`listenPort` to 127.0.0.1:`targetPort` that holds every connection
+ * (accepted, unread) until open(): a test can keep a validator waiting at a moment it chooses.
+ */
+export async function startGatedForwarder(listenPort: number, targetPort: number): Promise<Gate> {
+  const sockets = new Set<Socket>();
+  const waiting: Socket[] = [];
+  let opened = false;
+  const forward = (client: Socket) => {
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    track(sockets, upstream);
+    client.pipe(upstream).pipe(client);
+    client.once('close', () => upstream.destroy());
+    upstream.once('close', () => client.destroy());
+  };
+  const server = net.createServer((client) => {
+    track(sockets, client);
+    if (opened) return forward(client);
+    client.pause();
+    waiting.push(client);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listenPort, '127.0.0.1', () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    requested: [],
+    get held() {
+      return waiting.filter((socket) => !socket.destroyed).length;
+    },
+    open() {
+      opened = true;
+      for (const client of waiting.splice(0)) if (!client.destroyed) forward(client);
+    },
+    close: closer(server, sockets),
+  };
 }

@@ -12,7 +12,7 @@ import { servedCertificate, waitFor } from '../helpers/acme.js';
 import { startPebble, type RunningPebble } from '../helpers/pebble.js';
 import { freePort } from '../helpers/ports.js';
 import { runCli } from '../helpers/run-cli.js';
-import { startTcpForwarder } from '../helpers/tunnels.js';
+import { startGatedForwarder, startTcpForwarder } from '../helpers/tunnels.js';
 
 const domain = 'registry.gateway.test';
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -55,11 +55,23 @@ describe('ACME lifecycle', () => {
     const directory = pebble.directoryUrl.replace(/:\d+\/dir$/, `:${directoryPort}/dir`);
     const gw = await startTestGateway({ auth: 'basic', env: acmeEnv(directory), gatewayOptions: { acmeRetryMs: 100, acmeMaxRetryMs: 300 } });
     t.after(() => gw.close());
-    await waitFor('a failed attempt', () => gw.gateway.acmeStatus()?.state === 'failing');
+    await waitFor('two failed attempts', () => count(gw, 'ACME certificate order failed') >= 2);
     const status = gw.gateway.acmeStatus()!;
+    assert.equal(status.state, 'failing');
     assert.match(status.lastError ?? '', /could not be reached: .*ECONNREFUSED/, 'the real cause, not a TypeError');
     assert.doesNotMatch(status.lastError ?? '', /reading 'config'/);
     assert.ok(status.nextAttempt, 'a retry is scheduled');
+    // Backoff: 100 ms then 200 ms, each ±20%, so the second wait is always the longer.
+    const waits = gw.logLines
+      .filter((line) => line.includes('ACME certificate order failed'))
+      .slice(0, 2)
+      .map((line) => JSON.parse(line) as { time: number; retryAt: string; attempt: number; serving: string })
+      .map((failure, index) => {
+        assert.equal(failure.attempt, index + 1);
+        assert.equal(failure.serving, 'the local certificate');
+        return Date.parse(failure.retryAt) - failure.time;
+      });
+    assert.ok(waits[0]! >= 70 && waits[0]! <= 130 && waits[1]! >= 150 && waits[1]! <= 250, `backoff waits ${waits.join(', ')} ms`);
     assert.equal((await fetchStatus(gw)).status, 200, 'the gateway serves meanwhile');
 
     // The directory comes up at the address the gateway was given.
@@ -76,6 +88,7 @@ describe('ACME lifecycle', () => {
     const files = { GATEWAY_TLS_CERT: path.join(shared, 'server.crt'), GATEWAY_TLS_KEY: path.join(shared, 'server.key') };
     let firstClock = Date.now();
     let secondClock = Date.now();
+    const orders = pebble.ordersAdded();
     const first = await startTestGateway({ auth: 'basic', env: acmeEnv(pebble.directoryUrl, files), gatewayOptions: { acmeNow: () => firstClock } });
     t.after(() => first.close());
     await waitFor('the first gateway\'s certificate', () => first.gateway.acmeStatus()?.state === 'valid');
@@ -87,6 +100,7 @@ describe('ACME lifecycle', () => {
     assert.equal(count(second, 'ACME certificate issued'), 0);
     assert.equal(count(second, 'ACME certificate loaded from disk'), 1);
     assert.equal((await servedCertificate(secondPort, domain, root)).fingerprint256, (await servedCertificate(tlsPort, domain, root)).fingerprint256);
+    assert.equal(pebble.ordersAdded() - orders, 1, 'one order at pebble');
 
     // Renewal comes due; the first gateway (whose port the CA validates) renews, then its clock is set back.
     const before = await servedCertificate(tlsPort, domain, root);
@@ -102,6 +116,41 @@ describe('ACME lifecycle', () => {
     const renewed = await servedCertificate(secondPort, domain, root);
     assert.notEqual(renewed.serialNumber, before.serialNumber);
     assert.equal(renewed.fingerprint256, (await servedCertificate(tlsPort, domain, root)).fingerprint256);
+    assert.equal(pebble.ordersAdded() - orders, 2, 'one order for the renewal too');
+  });
+
+  test('gateways starting together on one certs/ folder: one orders, the other waits its turn and takes that certificate from disk', async (t) => {
+    // A folder of its own: the local CA's key folder sits beside the certificate folder.
+    const shared = path.join(work, 'together', 'certs');
+    await mkdir(shared, { recursive: true });
+    const files = { GATEWAY_TLS_CERT: path.join(shared, 'server.crt'), GATEWAY_TLS_KEY: path.join(shared, 'server.key') };
+    // The validator reaches the first gateway through a gate on the CA's tls-alpn-01 port: its order
+    // stays in progress (holding the order lock) until the second gateway has started and checked.
+    const firstPort = await freePort();
+    const gate = await startGatedForwarder(tlsPort, firstPort);
+    t.after(() => gate.close());
+    const orders = pebble.ordersAdded();
+    const first = await startTestGateway({ auth: 'basic', env: { ...acmeEnv(pebble.directoryUrl, files), GATEWAY_LISTEN: `127.0.0.1:${firstPort}` } });
+    t.after(() => first.close());
+    await waitFor('the CA validating the first gateway', () => gate.held > 0);
+    assert.equal(count(first, 'ACME: ordering'), 1);
+
+    const secondPort = await freePort();
+    const second = await startTestGateway({ auth: 'basic', upstream: first.registry!.url, env: { ...acmeEnv(pebble.directoryUrl, files), GATEWAY_LISTEN: `127.0.0.1:${secondPort}` } });
+    t.after(() => second.close());
+    // The check its start began (or one begun here): it waits for the first gateway's order.
+    const secondCheck = second.gateway.acmeCheckNow();
+    assert.equal(second.gateway.acmeStatus()?.state, 'waiting');
+    gate.open();
+    await secondCheck;
+    assert.equal(second.gateway.acmeStatus()?.state, 'valid');
+    assert.equal(first.gateway.acmeStatus()?.state, 'valid');
+    assert.equal(count(first, 'ACME certificate issued'), 1);
+    assert.equal(count(second, 'ACME certificate loaded from disk (ordered by another gateway)'), 1);
+    assert.equal(count(second, 'ACME: ordering') + count(second, 'ACME certificate issued'), 0, 'the second gateway ordered nothing');
+    assert.equal(pebble.ordersAdded() - orders, 1, 'one order at pebble');
+    const served = await servedCertificate(firstPort, domain, root);
+    assert.equal((await servedCertificate(secondPort, domain, root)).fingerprint256, served.fingerprint256);
   });
 
   test('a certificate on disk that does not match its key, or names another host, is ignored with a log line and never served', async (t) => {
@@ -113,9 +162,15 @@ describe('ACME lifecycle', () => {
     const accountKey = await readFile(path.join(setup.dir, 'certs', 'acme', 'account.key'), 'utf8');
     await setup.close();
 
+    const reasons: Record<string, RegExp> = {
+      'another host': /does not name registry\.gateway\.test/,
+      'a key that is not its own': /key does not belong/,
+      'a file that does not parse': /certificate does not parse/,
+    };
     for (const [name, cert, key] of [
       ['another host', otherCert, otherKey],
       ['a key that is not its own', otherCert, accountKey],
+      ['a file that does not parse', otherCert.replace(/^[A-Za-z0-9+/]{64}$/m, 'A'.repeat(64)), otherKey],
     ] as const) {
       // Each in a folder of its own: the local CA's key folder sits beside the certificate folder.
       const shared = path.join(work, `planted-${name.replaceAll(' ', '-')}`, 'certs');
@@ -126,7 +181,7 @@ describe('ACME lifecycle', () => {
       t.after(() => gw.close());
       const ignored = gw.logLines.find((line) => line.includes('ACME certificate on disk ignored'));
       assert.ok(ignored, name);
-      assert.match(ignored, name === 'another host' ? /does not name registry\.gateway\.test/ : /key does not belong/);
+      assert.match(ignored, reasons[name]!, ignored);
       await waitFor(`a fresh certificate (${name})`, () => gw.gateway.acmeStatus()?.state === 'valid');
       const served = await servedCertificate(tlsPort, domain, root);
       assert.notEqual(served.fingerprint256, new X509Certificate(otherCert).fingerprint256, name);
@@ -151,6 +206,7 @@ describe('ACME lifecycle', () => {
     const shown = await runCli(['certs', '--show'], { cwd: dir, env });
     assert.match(shown.stdout, /ACME certificate \(served\): certs\/acme\/certificate\.crt/);
     assert.ok(shown.stdout.includes(`expires: ${new Date(onDisk.validTo).toISOString()}`), shown.stdout);
+    assert.match(shown.stdout, /registry\.gateway\.test/);
 
     const downPort = await freePort();
     const down = await runCli(['certs', '--acme'], { cwd: dir, env: { ...env, GATEWAY_ACME_DIRECTORY: `https://127.0.0.1:${downPort}/dir` } });

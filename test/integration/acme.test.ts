@@ -112,6 +112,13 @@ describe('ACME certificates from pebble', () => {
     await run('skopeo', ['copy', '--dest-cert-dir', certDir, '--dest-creds', 'alice:alice-password', image.reference, target], env);
     const inspected = await run('skopeo', ['inspect', '--raw', '--cert-dir', certDir, '--creds', 'alice:alice-password', target], env);
     assert.equal(`sha256:${createHash('sha256').update(inspected.stdout).digest('hex')}`, image.manifestDigest);
+    // And pulled back, every blob verified by skopeo against its digest.
+    const pulled = path.join(work, 'pulled');
+    await run('skopeo', ['copy', '--preserve-digests', '--src-cert-dir', certDir, '--src-creds', 'alice:alice-password', target, `oci:${pulled}:v1`], env);
+    const index = JSON.parse(await readFile(path.join(pulled, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+    assert.deepEqual(index.manifests.map((manifest) => manifest.digest), [image.manifestDigest]);
+    const layer = await readFile(path.join(pulled, 'blobs', 'sha256', image.layerDigests[0]!.slice('sha256:'.length)));
+    assert.equal(`sha256:${createHash('sha256').update(layer).digest('hex')}`, image.layerDigests[0]);
     assert.ok(proxy.requested.includes(`${domain}:${tlsPort}`), 'skopeo went by the name, through the proxy');
     // Without the root, the same client refuses: nothing else vouches for the certificate.
     await assert.rejects(run('skopeo', ['inspect', '--raw', '--creds', 'alice:alice-password', target], env), /certificate|x509/);
@@ -205,7 +212,8 @@ describe('ACME certificates from pebble', () => {
     assert.match(status?.lastError ?? '', /validation for unreachable\.gateway\.test/);
     const logged = JSON.parse(gw.logLines.find((line) => line.includes('ACME certificate order failed'))!) as { domains: string[]; reason: string; serving: string };
     assert.deepEqual(logged.domains, [failing]);
-    assert.match(logged.reason, /127\.0\.0\.2|connect|refused/i, 'pebble says why');
+    // pebble's own words: the address the name led to, and the challenge.
+    assert.match(logged.reason, new RegExp(`Failed to connect to 127\\.0\\.0\\.2:${tlsPort} for the tls-alpn-01 challenge`), logged.reason);
     assert.equal(logged.serving, 'the local certificate');
     await assert.rejects(stat(path.join(gw.dir, 'certs', 'acme', 'certificate.crt')), { code: 'ENOENT' });
     // The gateway goes on serving with its local certificate.
@@ -217,5 +225,31 @@ describe('ACME certificates from pebble', () => {
       socket.on('error', reject);
     });
     assert.equal(local.checkHost('localhost'), 'localhost');
+  });
+  test('a renewal that fails keeps the previous certificate in service, says why, and is retried until it succeeds', async (t) => {
+    let clock = Date.now();
+    const { gw, files } = await startAcmeGateway(pebble, tlsPort, caFile, {}, { acmeNow: () => clock });
+    t.after(() => gw.close());
+    await waitFor('the first certificate', () => gw.gateway.acmeStatus()?.state === 'valid');
+    const first = await servedCertificate(tlsPort, domain, root);
+    await pebble.setServfail(domain);
+    t.after(() => pebble.clearServfail(domain));
+
+    clock = Date.parse(gw.gateway.acmeStatus()!.renewAt!) + 1;
+    await gw.gateway.acmeCheckNow();
+    const status = gw.gateway.acmeStatus()!;
+    assert.equal(status.state, 'failing');
+    assert.match(status.lastError ?? '', new RegExp(`validation for ${domain.replaceAll('.', '\\.')}: .*Could not resolve`));
+    const logged = JSON.parse(gw.logLines.find((line) => line.includes('ACME certificate order failed'))!) as { reason: string; serving: string };
+    assert.match(logged.reason, /Could not resolve/, 'pebble says why');
+    assert.equal(logged.serving, `the previous certificate, valid until ${new Date(first.validTo).toISOString()}`);
+    assert.equal((await servedCertificate(tlsPort, domain, root)).serialNumber, first.serialNumber, 'still served');
+    assert.equal(new X509Certificate(await readFile(path.join(files, 'certificate.crt'))).serialNumber, first.serialNumber, 'still on disk');
+
+    // The name resolves again: a later retry (the manager's own timer) renews.
+    await pebble.clearServfail(domain);
+    await waitFor('the renewed certificate', () => gw.gateway.acmeStatus()?.state === 'valid');
+    assert.ok(gw.logLines.some((line) => line.includes('ACME certificate renewed')));
+    assert.notEqual((await servedCertificate(tlsPort, domain, root)).serialNumber, first.serialNumber);
   });
 });

@@ -135,7 +135,11 @@ export class AcmeManager {
     const renewed = this.#served !== undefined;
     this.#options.install(certificate.certPem, certificate.keyPem);
     this.#served = certificate;
-    this.#renewAt = renewalTime(certificate);
+    // The spread only moves a renewal earlier within what is still ahead: a certificate that is not
+    // due when it is installed (one another gateway just ordered) is not made due by it.
+    const spread = renewalTime(certificate);
+    const unspread = renewalTime(certificate, 0);
+    this.#renewAt = spread <= this.#now() && unspread > this.#now() ? unspread : spread;
     this.#failures = 0;
     this.#lastError = undefined;
     this.#options.logger.info(
@@ -144,10 +148,15 @@ export class AcmeManager {
     );
   }
 
-  /** A certificate on disk that is valid and not yet due (another gateway may have just renewed it). */
+  /**
+   * A certificate on disk, other than the one served, that is valid and not yet due: another gateway
+   * (or `gateway certs --acme`) just ordered it. The one served is due once this is asked (its
+   * renewal time is spread a little earlier), so finding it again must lead to an order, not back here.
+   */
   async #freshFromDisk(): Promise<StoredCertificate | undefined> {
     const disk = await readCertificate(this.#options.paths, this.#options.domains, this.#now());
-    if (disk.kind !== 'ok') return undefined;
+    if (disk.kind !== 'ok' || disk.certificate.fingerprint === this.#served?.fingerprint) return undefined;
+    if (this.#served && disk.certificate.notAfter < this.#served.notAfter) return undefined;
     return renewalTime(disk.certificate, 0) > this.#now() ? disk.certificate : undefined;
   }
 
@@ -160,14 +169,14 @@ export class AcmeManager {
       }
       const fresh = await this.#freshFromDisk();
       if (fresh) {
-        if (fresh.fingerprint !== this.#served?.fingerprint) this.#serve(fresh, 'loaded from disk');
+        this.#serve(fresh, 'loaded from disk');
         this.#schedule(this.#renewAt!);
         return;
       }
       // One gateway orders; the others wait for the lock and then find its certificate on disk.
       const issued = await editFileExclusively(paths.cert, async () => {
         const renewed = await this.#freshFromDisk();
-        if (renewed) return { certificate: renewed, how: 'loaded from disk (renewed by another gateway)' };
+        if (renewed) return { certificate: renewed, how: 'loaded from disk (ordered by another gateway)' };
         return { certificate: await this.#order(), how: this.#served ? 'renewed' : 'issued' };
       });
       if (issued.certificate.fingerprint !== this.#served?.fingerprint) this.#serve(issued.certificate, issued.how);

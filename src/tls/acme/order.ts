@@ -113,10 +113,19 @@ export async function orderCertificate(options: OrderOptions): Promise<Issued> {
   });
 
   if (!options.account.url) {
-    // A key registered before (its URL lost) is found again rather than registered twice.
-    const existing = await client.createAccount({ onlyReturnExisting: true }).then(
-      () => true,
-      () => false,
+    // A key registered before (its URL lost) is found again rather than registered twice. The server's
+    // "no such account" is an answer; no answer at all (acme-client's TypeError) ends the order here.
+    const existing = await run(
+      'account',
+      () =>
+        client.createAccount({ onlyReturnExisting: true }).then(
+          () => true,
+          (error: unknown) => {
+            if (error instanceof TypeError) throw error;
+            return false;
+          },
+        ),
+      directory,
     );
     if (existing) step(`found the account of this key at ${options.directoryUrl}`);
     else {
