@@ -34,6 +34,10 @@ if [ "$mode" = --test ] || [ "$mode" = --bench ]; then
   # Directory logins: each test runs a private slapd; ldap-utils load its entries.
   have slapd || debs+=(slapd)
   have ldapwhoami || debs+=(ldap-utils)
+  # The audit trail's syslog tests run a private rsyslogd (a unix socket and UDP on loopback).
+  have rsyslogd || debs+=(rsyslog)
+  # A real Prometheus scrapes the metrics listener (each test runs its own on loopback).
+  have prometheus || debs+=(prometheus)
 fi
 if [ "$mode" = --bench ]; then
   have wrk || debs+=(wrk)

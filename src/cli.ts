@@ -2,8 +2,6 @@
 // The `gateway` command: argv -> command. The only module that reads process.env or exits.
 
 import { existsSync, readFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { setDefaultHighWaterMark } from 'node:stream';
 import { Command, CommanderError, Option } from 'commander';
 import { pino } from 'pino';
@@ -24,7 +22,8 @@ import { probeSignIn } from './ui/sign-in-setup.js';
 import { describeProviders } from './config/providers.js';
 import { addUser, DEFAULT_BCRYPT_COST, listUsers, removeUser, requireUser, validateUserName } from './auth/htpasswd.js';
 import { readPassword } from './cli/prompt.js';
-import { AuditLog } from './ops/audit-log.js';
+import { openCommandAudit, type CommandAudit } from './ops/audit-command.js';
+import { describeWebhook } from './ops/webhook-config.js';
 
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -115,6 +114,7 @@ async function userList(options: { htpasswd: string }): Promise<void> {
 async function tokenCreate(options: { user: string; scope: string[]; ttl: string; description?: string; tokens: string; htpasswd: string }): Promise<void> {
   validateUserName(options.user);
   await requireUser(options.htpasswd, options.user);
+  const audit = openAuditForCli(true);
   const created = await createCiToken(options.tokens, {
     user: options.user,
     scopes: parseCiTokenScopes(options.scope),
@@ -126,25 +126,31 @@ async function tokenCreate(options: { user: string; scope: string[]; ttl: string
       `expires ${created.record.expiresAt ?? 'never'}.\nUse it as the password, e.g. \`docker login -u ${options.user} --password-stdin\`. It is shown only once:\n\n`,
   );
   process.stdout.write(`${created.credential}\n`);
-  auditFromCli({ type: 'ci-token.created', id: created.id, owner: options.user });
+  auditFromCli(audit, { type: 'ci-token.created', id: created.id, owner: options.user });
 }
 
 /**
- * The token commands' lines in the audit trail, when GATEWAY_AUDIT_LOG names a file: appended like
- * the gateway's own (O_APPEND, whole lines), by the operator's account from the command line.
+ * The token commands' audit trail (GATEWAY_AUDIT_LOG: the gateway's file, appended to, or syslog),
+ * checked before the command acts. `required`: a token is not created when its line cannot be
+ * written; a revocation goes ahead regardless (refusing it would keep a token alive), with a warning.
  */
-function auditFromCli(event: { type: 'ci-token.created' | 'ci-token.revoked'; id: string; owner: string }): void {
-  const target = process.env.GATEWAY_AUDIT_LOG;
-  if (target === undefined || target === '' || target === 'stdout') return;
-  let operator = 'unknown';
+function openAuditForCli(required: boolean): CommandAudit | undefined {
   try {
-    operator = os.userInfo().username;
-  } catch {
-    // no passwd entry for this uid (a container): the uid alone is still written below
+    return openCommandAudit(process.env.GATEWAY_AUDIT_LOG, process.cwd());
+  } catch (error) {
+    const why = `cannot write the audit log GATEWAY_AUDIT_LOG (audit_log): ${(error as Error).message}`;
+    if (required) throw new CliError(`${why}; no token was created`);
+    process.stderr.write(`warning: ${why}; going ahead without an audit line\n`);
+    return undefined;
   }
-  const audit = new AuditLog({ target: path.resolve(target), logger: pino({ level: 'error' }, pino.destination(2)) });
-  audit.write({ ...event, user: `${operator} (uid ${process.getuid?.() ?? '?'})`, remote: 'command line' });
-  audit.close();
+}
+
+function auditFromCli(audit: CommandAudit | undefined, event: { type: 'ci-token.created' | 'ci-token.revoked'; id: string; owner: string }): void {
+  try {
+    audit?.write(event);
+  } catch (error) {
+    process.stderr.write(`warning: ${event.type} ${event.id} was not written to the audit log: ${(error as Error).message}\n`);
+  }
 }
 
 /** A token's scopes; a personal access token has none of its own: the access rules decide, with the groups it carries. */
@@ -168,9 +174,10 @@ async function tokenList(options: { tokens: string }): Promise<void> {
 
 async function tokenRevoke(id: string, options: { tokens: string }): Promise<void> {
   const owner = (await listCiTokens(options.tokens).catch(() => [])).find((record) => record.id === id)?.user ?? 'unknown';
+  const audit = openAuditForCli(false);
   if (!(await revokeCiToken(options.tokens, id))) throw new CliError(`no CI token ${id} in ${options.tokens}`);
   process.stdout.write(`revoked CI token ${id}; a running gateway stops accepting it within a second\n`);
-  auditFromCli({ type: 'ci-token.revoked', id, owner });
+  auditFromCli(audit, { type: 'ci-token.revoked', id, owner });
 }
 
 async function accessCheck(user: string, action: string, repository: string, options: { config?: string; access?: string; groups?: string[] }): Promise<void> {
@@ -207,7 +214,7 @@ async function configCheck(options: { config?: string }): Promise<void> {
   if (creates.length > 0) process.stderr.write(`note: on first start, serve creates ${creates.join(', ')}\n`);
   if (checked.dataDirInUse) process.stderr.write(`note: a gateway is running with ${config.dataDir} now; another serve there would refuse to start\n`);
   const providers = config.providers ?? [];
-  process.stdout.write(`configuration is valid:\n${toYaml({ ...describeConfig(config), ...(providers.length > 0 ? { providers: describeProviders(providers) } : {}) })}`);
+  process.stdout.write(`configuration is valid:\n${toYaml({ ...describeConfig(config), ...(providers.length > 0 ? { providers: describeProviders(providers) } : {}), ...(config.webhooks?.length ? { webhooks: config.webhooks.map(describeWebhook) } : {}) })}`);
   // What works: each provider contacted as the gateway would; one that cannot be reached fails the check.
   for (const probe of [...(await probeProviders(providers)), ...(await probeSignIn(config))]) {
     process.stderr.write(`${probe.ok ? 'ok' : 'error'}: provider ${probe.name} (${probe.type}): ${probe.detail}\n`);

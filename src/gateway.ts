@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Logger } from 'pino';
+import { pino, type Logger } from 'pino';
 import { createApp, publicHostFor, publicHostResolver } from './app.js';
 import { Authenticator, PasswordChecker } from './auth/authenticator.js';
 import { legacyCaKeyPath } from './tls/ca.js';
@@ -26,6 +26,8 @@ import type { AcmeStatus } from './tls/acme/manager.js';
 import { startHttpListener, type RunningHttpListener } from './tls/http-listener.js';
 import { EventBus } from './ops/events.js';
 import { AuditLog } from './ops/audit-log.js';
+import { webhooksFor, type WebhookStats } from './ops/webhooks.js';
+import { createGatewayMetrics } from './ops/metrics-setup.js';
 import { createMaintenanceGuard, MaintenanceMode, type MaintenanceStatus } from './ops/maintenance.js';
 import { scheduleFor } from './ops/gc-schedule.js';
 import { TokenAuthority } from './auth/token.js';
@@ -56,6 +58,12 @@ export interface RunningGateway {
   events: EventBus;
   /** The plain-HTTP listener's port, when GATEWAY_HTTP_LISTEN is set. */
   httpPort: number | undefined;
+  /** The metrics listener's port, when GATEWAY_METRICS_LISTEN is set (and, for the default, free). */
+  metricsPort: number | undefined;
+  /** Audit lines not written (or not sent) since start; 0 without an audit trail. */
+  auditFailures(): number;
+  /** Each webhook receiver's queue and counters (delivered, retried, failed for good, dropped). */
+  webhookStats(): WebhookStats[];
   /** The ACME certificate's state, when ACME is on. */
   acmeStatus(): AcmeStatus | undefined;
   /** Read-only maintenance as this gateway has it in force, and its writes in flight. */
@@ -167,6 +175,7 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
   const pages = await createSignInPagesFor(config, { tokens: ciTokens, users, logger, tokenKeyPem: readFileSync(config.tokenKey, 'utf8') });
 
   const audit = openAuditLog(config, logger);
+  const webhooks = webhooksFor(config, logger);
   const registry = checked.registryBinary === undefined ? undefined : await startEmbeddedRegistry(config, options, checked.registryBinary);
   const upstreamUrls = registry ? [new URL(registry.url)] : config.upstreams;
   const pool = new UpstreamPool(upstreamUrls, { logger });
@@ -191,6 +200,18 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
 
   const events = new EventBus((error) => logger.error({ err: (error as Error).message }, 'an event listener failed'));
   audit?.listen(events);
+  webhooks?.listen(events);
+  files.onReload((file, error) => events.emit(error === undefined ? { type: 'config.reloaded', file } : { type: 'config.rejected', file, error }));
+  const metrics = createGatewayMetrics(config, {
+    events,
+    logger,
+    passwordChecks: () => ({ waiting: checker.waitingChecks, running: checker.runningChecks }),
+    upstreams: pool,
+    acmeNotAfter: () => acme?.status().notAfter,
+    certificatePem: certificate.cert,
+    auditFailures: () => audit?.failures ?? 0,
+    webhooks: () => webhooks?.stats() ?? [],
+  });
   // Reported and read before the port opens: a gateway started during maintenance starts read-only.
   const maintenance = new MaintenanceMode({ file: config.maintenanceFile, logger, onSwitch: (state) => events.emit({ type: 'maintenance', on: state.on, ...(state.by ? { by: state.by } : {}) }) });
   try {
@@ -199,6 +220,7 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
     pool.close();
     await registry?.stop();
     await checker.close();
+    await audit?.close();
     throw error;
   }
   const app = createApp({ config, logger, tokens, logins, authorizer: rules, proxy, upstreams: pool, upstreamReady: () => pool.checkAll(), certificateStatus: () => acme?.status(), pages, events, maintenanceGuard: createMaintenanceGuard(maintenance), maintenanceStatus: () => maintenance.status() });
@@ -215,12 +237,16 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
     if (config.httpListen) {
       httpListener = await startHttpListener({ listen: config.httpListen, challenges, redirectHost, onAnswer: (answer) => logger.debug(answer, 'plain HTTP request') });
     }
+    await metrics?.listen();
   } catch (error) {
+    await metrics?.close();
+    await httpListener?.close();
     await server?.close(0);
     await maintenance.stop();
     pool.close();
     await registry?.stop();
     await checker.close();
+    await audit?.close();
     throw error;
   }
   acme?.begin();
@@ -240,11 +266,15 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
     upstreams: upstreamUrls,
     events,
     httpPort: httpListener?.address.port,
+    metricsPort: metrics?.port,
+    auditFailures: () => audit?.failures ?? 0,
+    webhookStats: () => webhooks?.stats() ?? [],
     acmeStatus: () => acme?.status(),
     acmeCheckNow: async () => acme?.checkNow(),
     maintenanceStatus: () => maintenance.status(),
     async reload() {
       audit?.reopen();
+      webhooks?.reloadSecrets();
       await files.reload();
       // With ACME the certificate comes from certs/acme/, never from tls_cert again.
       if (acme) {
@@ -252,20 +282,28 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
         return;
       }
       try {
-        running.setCertificate(readFileSync(config.tlsCert), readFileSync(config.tlsKey));
+        const cert = readFileSync(config.tlsCert);
+        running.setCertificate(cert, readFileSync(config.tlsKey));
+        metrics?.certificateChanged(cert);
+        events.emit({ type: 'config.reloaded', file: config.tlsCert });
         logger.info({ cert: config.tlsCert }, 'TLS certificate reloaded');
       } catch (error) {
+        events.emit({ type: 'config.rejected', file: config.tlsCert, error: (error as Error).message });
         logger.error({ err: (error as Error).message }, 'TLS certificate reload failed; keeping the previous one');
       }
     },
     close() {
       closed ??= (async () => {
         stopWatching();
-        audit?.close();
         await gcSchedule?.stop();
         await acme?.stop();
         await httpListener?.close();
         await running.close(config.shutdownGraceSeconds * 1000);
+        // After the last request, so that scrapes during the grace period see the transfers finish.
+        await metrics?.close();
+        // After the last request: what finished in the grace period is still audited and announced.
+        await audit?.close();
+        webhooks?.close();
         await maintenance.stop();
         proxy.close();
         pool.close();
@@ -279,11 +317,14 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
   };
 }
 
-/** The audit trail the settings ask for; a file that cannot be opened stops the start, naming the setting. */
+/**
+ * The audit trail the settings ask for; a file that cannot be opened stops the start, naming the
+ * setting. Trouble with it later is told on stderr (the trail may be stdout), at the gateway's level.
+ */
 function openAuditLog(config: Readonly<Config>, logger: Logger): AuditLog | undefined {
   if (config.auditLog === undefined) return undefined;
   try {
-    return new AuditLog({ target: config.auditLog, logger });
+    return new AuditLog({ target: config.auditLog, logger: pino({ level: logger.level, base: { service: 'registry-gateway', component: 'audit' }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination(2)) });
   } catch (error) {
     throw new ConfigError(settingName('audit_log'), `cannot append to ${config.auditLog} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }

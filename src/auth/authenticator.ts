@@ -79,6 +79,16 @@ export class PasswordChecker {
     return hash;
   }
 
+  /** Checks (and hashings) waiting for a thread: the bcrypt queue's depth, for metrics. */
+  get waitingChecks(): number {
+    return this.#queue.waiting;
+  }
+
+  /** Checks running on the threads now. */
+  get runningChecks(): number {
+    return this.#queue.running;
+  }
+
   /** Waits for running checks to finish, then stops the threads. */
   async close(): Promise<void> {
     await this.#pool.close();

@@ -6,6 +6,7 @@ import { LineCounter, isMap, isScalar, parseDocument, type Node } from 'yaml';
 import { ConfigError } from '../errors.js';
 import { parseProviders, providersSource, type ProviderConfig, type ProvidersSource } from './providers.js';
 import { parseRetention, retentionSource, type RetentionRule, type RetentionSource } from '../ops/retention-rules.js';
+import { parseWebhooks, webhooksSource, type WebhookConfig, type WebhooksSource } from '../ops/webhook-config.js';
 import { settingKeys, settingName, settings, settingTable, type ListenAddress, type LogLevel, type SettingKey, type SettingValue } from './settings.js';
 
 export { parseListen, settingDefault, settings, settingsHelp, settingsMarkdownTable, type ListenAddress, type SettingDoc } from './settings.js';
@@ -49,7 +50,13 @@ export interface Config {
   httpListen: ListenAddress | undefined;
   /** The read-only maintenance switch every gateway sharing it watches; reports go to `FILE.d/`. */
   maintenanceFile: string;
-  /** The audit trail: a file path, `stdout`, or undefined when off. */
+  /** The Prometheus metrics listener; undefined when off. */
+  metricsListen: ListenAddress | undefined;
+  /** Whether `metrics_listen` was set explicitly: then a port in use stops the start; the default only warns. */
+  metricsListenGiven: boolean;
+  /** Repositories with their own label on the push, pull and delete metrics; the rest are `(other)`. */
+  metricsRepositories: number;
+  /** The audit trail: a file path, `stdout`, a syslog target (`syslog`, `syslog:/PATH`, `syslog://HOST[:PORT]`), or undefined when off. */
   auditLog: string | undefined;
   /** The registry's own config file for `gateway gc` (external registry); undefined: the embedded one's. */
   registryConfig: string | undefined;
@@ -57,6 +64,8 @@ export interface Config {
   gcSchedule: string | undefined;
   /** Tag retention rules from the YAML `retention:` list (no variables); absent without that section. */
   retention?: RetentionRule[];
+  /** Webhook receivers from the YAML `webhooks:` list (no variables); absent without that section. */
+  webhooks?: WebhookConfig[];
 }
 
 export interface AcmeConfig {
@@ -97,6 +106,8 @@ interface ConfigFile {
   providers?: ProvidersSource;
   /** The `retention:` list, YAML only as well. */
   retention?: RetentionSource;
+  /** The `webhooks:` list, YAML only as well. */
+  webhooks?: WebhooksSource;
 }
 
 /** "reason" plus the offending lines with a caret, from the yaml library's pretty error. */
@@ -123,6 +134,7 @@ function readConfigFile(file: string): ConfigFile {
   const values: ConfigFile['values'] = new Map();
   let providers: ProvidersSource | undefined;
   let retention: RetentionSource | undefined;
+  let webhooks: WebhooksSource | undefined;
   const root = document.contents;
   if (root === null || (isScalar(root) && root.value === null)) return { values };
   if (!isMap(root)) throw new ConfigError(file, 'must hold a mapping of settings (key: value lines)');
@@ -135,18 +147,22 @@ function readConfigFile(file: string): ConfigFile {
       retention = retentionSource({ file, lineCounter, value: pair.value as Node | null, data: data[key] });
       continue;
     }
+    if (key === 'webhooks') {
+      webhooks = webhooksSource({ file, lineCounter, value: pair.value as Node | null, data: data[key] });
+      continue;
+    }
     if (key === 'providers') {
       providers = providersSource({ file, document, lineCounter, key: keyNode, value: pair.value as Node | null, data: data[key] });
       continue;
     }
     if (!(key in settingTable)) {
       const position = at(keyNode);
-      throw new ConfigError(`${file}:${position.line}:${position.col}`, `unknown setting "${key}" (known: ${settingKeys.join(', ')}, providers, retention)`);
+      throw new ConfigError(`${file}:${position.line}:${position.col}`, `unknown setting "${key}" (known: ${settingKeys.join(', ')}, providers, retention, webhooks)`);
     }
     const position = at(pair.value as Node | null);
     values.set(key, { value: data[key], line: position.line, column: position.col });
   }
-  return { values, providers, retention };
+  return { values, providers, retention, webhooks };
 }
 
 export function loadConfig(options: LoadConfigOptions): LoadedConfig {
@@ -161,7 +177,8 @@ export function loadConfig(options: LoadConfigOptions): LoadedConfig {
     const variable = settingTable[key].env;
     const fromEnv = options.env[variable];
     const inFile = fromFile.get(key);
-    if (fromEnv !== undefined && fromEnv !== '') given.set(key, { value: fromEnv, where: settingName(key), baseDir: options.cwd });
+    const emptyMeansOff = (settingTable[key] as { emptyMeansOff?: boolean }).emptyMeansOff === true;
+    if (fromEnv !== undefined && (fromEnv !== '' || emptyMeansOff)) given.set(key, { value: fromEnv, where: settingName(key), baseDir: options.cwd });
     else if (inFile) given.set(key, { value: inFile.value, where: `${file}:${inFile.line}:${inFile.column}: ${key}`, baseDir: fileDir });
   }
   const knownEnv = new Set(settings.map((s) => s.env));
@@ -183,10 +200,10 @@ export function loadConfig(options: LoadConfigOptions): LoadedConfig {
     const chosen = value(key);
     return chosen === undefined ? undefined : path.resolve(given.get(key)?.baseDir ?? options.cwd, chosen);
   };
-  /** `stdout` as is; anything else is a file path, taken from the folder of where it was given. */
+  /** `stdout` and syslog targets as they are; anything else is a file path, taken from the folder of where it was given. */
   const auditTarget = (): string | undefined => {
     const target = value('audit_log');
-    if (target === undefined || target === 'stdout') return target;
+    if (target === undefined || target === 'stdout' || target === 'syslog' || target.startsWith('syslog:')) return target;
     return path.resolve(given.get('audit_log')?.baseDir ?? options.cwd, target);
   };
   const registryBin = value('registry_bin');
@@ -246,10 +263,14 @@ export function loadConfig(options: LoadConfigOptions): LoadedConfig {
     acme: acmeConfig(),
     httpListen,
     maintenanceFile: resolvedPath('maintenance_file'),
+    metricsListen: value('metrics_listen'),
+    metricsListenGiven: given.has('metrics_listen'),
+    metricsRepositories: value('metrics_repositories'),
     auditLog: auditTarget(),
     registryConfig: optionalPath('registry_config'),
     gcSchedule: value('gc_schedule').schedule,
     ...(read?.retention === undefined ? {} : { retention: parseRetention(read.retention) }),
+    ...(read?.webhooks === undefined ? {} : { webhooks: parseWebhooks(read.webhooks) }),
   };
   return { config: Object.freeze(config), warnings };
 }
@@ -286,6 +307,8 @@ export function describeConfig(config: Readonly<Config>): Record<SettingKey, unk
     acme_ca: config.acme?.caFile ?? unset('acme_ca'),
     acme_challenge: config.acme?.challenge ?? unset('acme_challenge'),
     maintenance_file: config.maintenanceFile,
+    metrics_listen: config.metricsListen ? `${config.metricsListen.host.includes(':') ? `[${config.metricsListen.host}]` : config.metricsListen.host}:${config.metricsListen.port}` : '',
+    metrics_repositories: config.metricsRepositories,
     audit_log: config.auditLog ?? unset('audit_log'),
     registry_config: config.registryConfig ?? unset('registry_config'),
     gc_schedule: config.gcSchedule ?? unset('gc_schedule'),

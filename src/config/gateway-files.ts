@@ -4,7 +4,7 @@ import { CiTokenStore } from '../auth/ci-token-store.js';
 import type { Config } from './config.js';
 import { UserStore } from '../auth/htpasswd.js';
 import { CurrentRules } from '../access/policy.js';
-import type { FileLog } from './watched-file.js';
+import type { FileLog, ReloadListener } from './watched-file.js';
 import { signInProviderNames } from '../ui/sign-in-setup.js';
 
 export interface GatewayFiles {
@@ -15,6 +15,8 @@ export interface GatewayFiles {
   reload(): Promise<void>;
   /** Reloads each file when it changes; returns the function that stops watching. */
   watch(): () => void;
+  /** Tells `listener` of every reload of any of the files, taken or refused. */
+  onReload(listener: ReloadListener): void;
 }
 
 /** Start-up: throws a ConfigError naming the setting, the file, its line and the reason. */
@@ -29,6 +31,9 @@ export async function loadGatewayFiles(config: Readonly<Config>, logger: FileLog
     rules,
     async reload() {
       await Promise.all(all.map((file) => file.reload()));
+    },
+    onReload(listener) {
+      for (const file of all) file.onReload(listener);
     },
     watch() {
       const stops = all.map((file) => file.watch());

@@ -19,6 +19,8 @@ import { readHtpasswdFile } from '../auth/htpasswd.js';
 import { findRegistryBinary, registryInstallHint } from '../registry/registry-setup.js';
 import { settingName, type SettingKey } from './settings.js';
 import { TokenAuthority } from '../auth/token.js';
+import { syslogProblem, syslogTarget, type SyslogTarget } from '../ops/audit-syslog.js';
+import { readWebhookCa, readWebhookSecret } from '../ops/webhook-config.js';
 
 export interface Preflight {
   /** What `serve` creates because it is missing (the first run). */
@@ -232,6 +234,10 @@ export async function preflight(config: Readonly<Config>, env: NodeJS.ProcessEnv
   await checkProviderFiles(config.providers ?? []);
   await checkSignInFiles(config);
   if (config.auditLog !== undefined && config.auditLog !== 'stdout') await checkAuditLog(config.auditLog);
+  for (const webhook of config.webhooks ?? []) {
+    readWebhookSecret(webhook);
+    readWebhookCa(webhook);
+  }
   if (config.acme) {
     readAcmeCa(config.acme.caFile);
     await mustBeCreatable('tls_cert', acmePaths(path.dirname(config.tlsCert)).cert, 'the ACME account and certificate are kept in certs/acme/ beside it');
@@ -248,8 +254,19 @@ export async function preflight(config: Readonly<Config>, env: NodeJS.ProcessEnv
   };
 }
 
-/** The audit file must be appendable (or creatable): a trail that cannot be written is refused at start. */
+/** The audit file must be appendable (or creatable), syslog reachable: a trail that cannot be written is refused at start. */
 async function checkAuditLog(file: string): Promise<void> {
+  let syslog: SyslogTarget | undefined;
+  try {
+    syslog = syslogTarget(file);
+  } catch (error) {
+    throw new ConfigError(settingName('audit_log'), (error as Error).message);
+  }
+  if (syslog !== undefined) {
+    const problem = syslogProblem(syslog);
+    if (problem !== undefined) throw new ConfigError(settingName('audit_log'), problem);
+    return;
+  }
   if (!existsSync(file)) return mustBeCreatable('audit_log', file, 'create its folder, or point audit_log elsewhere');
   try {
     await access(file, fsConstants.W_OK);

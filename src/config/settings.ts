@@ -22,6 +22,8 @@ interface SettingSpec<S extends z.ZodType = z.ZodType> {
   isPath?: boolean;
   /** Markdown, one line: the README table shows it as is, --help without the backticks. */
   description: string;
+  /** An empty variable is a value (off), not "unset, use the default" as for every other variable. */
+  emptyMeansOff?: boolean;
   /** Checks and converts the raw value: a string from a variable, any YAML value from the file. */
   schema: S;
 }
@@ -309,12 +311,36 @@ export const settingTable = {
       .optional()
       .transform(checked((value: string | number | undefined) => (value === undefined || value === '' ? undefined : listenAddress(String(value))))),
   }),
+  metrics_listen: setting({
+    env: 'GATEWAY_METRICS_LISTEN',
+    default: '127.0.0.1:9443',
+    emptyMeansOff: true,
+    description:
+      'Prometheus metrics over plain HTTP, `GET /metrics` only, on this address; empty (the variable too) turns the listener off. Unauthenticated: keep it on loopback or an internal network',
+    schema: z
+      .union([z.string(), z.number()], 'must be HOST:PORT, [IPv6]:PORT, PORT or empty')
+      .nullable()
+      .transform(checked((value: string | number | null) => (value === null || value === '' ? undefined : listenAddress(String(value))))),
+  }),
+  metrics_repositories: setting({
+    env: 'GATEWAY_METRICS_REPOSITORIES',
+    default: 100,
+    description:
+      'repositories that get their own `repository` label on the push, pull and delete metrics (0 to 10000): the first seen since start; the rest are counted together as `(other)`',
+    schema: wholeNumber(0, 10000),
+  }),
   audit_log: setting({
     env: 'GATEWAY_AUDIT_LOG',
     defaultText: 'off',
     description:
-      'audit trail, one JSON line per security event (pushes, deletes, refused tag moves, failed logins, denials, CI tokens, reloads, maintenance): a file (appended, 0600, reopened on SIGHUP) or `stdout`',
-    schema: text().optional().transform((value) => (value === '' ? undefined : value)),
+      'audit trail, one JSON line per security event (pushes, deletes, refused tag moves, failed logins, denials, CI tokens, reloads, maintenance): a file (appended, 0600, reopened on SIGHUP), `stdout`, or syslog (RFC 5424 through `logger`): `syslog` (/dev/log), `syslog:/PATH` (another socket), `syslog://HOST[:PORT]` (UDP)',
+    schema: text()
+      .optional()
+      .transform((value) => (value === '' ? undefined : value))
+      .refine(
+        (value) => value === undefined || !value.startsWith('syslog:') || /^syslog:(?:\/[^/].*|\/\/(?:\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9.-]+)(?::\d{1,5})?)$/.test(value),
+        'syslog targets are `syslog`, `syslog:/PATH/TO/SOCKET` or `syslog://HOST[:PORT]` (a file named so: `./syslog:...`)',
+      ),
   }),
   maintenance_file: setting({
     env: 'GATEWAY_MAINTENANCE_FILE',

@@ -34,6 +34,9 @@ export interface ContentSummary {
   warnings?: readonly string[];
 }
 
+/** Hears each reload: the file, and the reason when its new content was refused (the last good stays). */
+export type ReloadListener = (file: string, error?: string) => void;
+
 type ReadOutcome<T> = { kind: 'ok'; content: T } | { kind: 'missing' } | { kind: 'failed'; reason: string };
 
 /** How often the file is polled; polling (not fs.watch) follows atomic renames and deletion + re-creation. */
@@ -85,6 +88,7 @@ export abstract class WatchedFile<T> {
   #reloads: Promise<boolean> = Promise.resolve(true);
   /** The version last read (or found missing), so a change made before watch() started is not missed. */
   #lastRead: Version = missingVersion;
+  readonly #reloadListeners: ReloadListener[] = [];
 
   protected constructor(file: string, description: FileDescription, options: WatchedFileOptions = {}) {
     this.file = file;
@@ -130,11 +134,27 @@ export abstract class WatchedFile<T> {
     const next = this.#reloads.then(() =>
       this.#reloadNow().catch((error: unknown) => {
         this.logger.error({ file: this.file, err: (error as Error).message }, `${this.#description.label} reload failed; keeping the last good ${this.#description.holds}`);
+        this.#tell((error as Error).message);
         return false;
       }),
     );
     this.#reloads = next;
     return next;
+  }
+
+  /** Adds a listener told of every reload that took new content or refused it (config.reloaded / config.rejected). */
+  onReload(listener: ReloadListener): void {
+    this.#reloadListeners.push(listener);
+  }
+
+  #tell(error?: string): void {
+    for (const listener of this.#reloadListeners) {
+      try {
+        listener(this.file, error);
+      } catch (failure) {
+        this.logger.error({ file: this.file, err: (failure as Error).message }, 'a reload listener failed');
+      }
+    }
   }
 
   /** Reloads whenever the file changes (polling); returns the function that stops watching. */
@@ -164,6 +184,7 @@ export abstract class WatchedFile<T> {
     if (outcome.kind === 'ok') {
       const recovered = this.#failure !== undefined;
       this.#adopt(outcome.content, recovered ? `${label} is readable again and was loaded` : `${label} reloaded`);
+      this.#tell();
       return true;
     }
     if (outcome.kind === 'missing' && !this.#fromFile) {
@@ -179,6 +200,7 @@ export abstract class WatchedFile<T> {
       this.logger.error({ file: this.file, err: reason }, `${label} reload failed; keeping the last good ${holds}: ${reason}`);
     }
     this.#failure = reason;
+    this.#tell(reason);
     return false;
   }
 

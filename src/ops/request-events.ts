@@ -1,7 +1,7 @@
 // Reads the events of one finished request off what the gate, the login and the error handler left in its locals: pushed, deleted, refused, denied, failed logins, tokens.
 
 import type { Request, Response } from 'express';
-import type { V2Route } from '../access/v2-route.js';
+import { parseV2Route, type V2Route } from '../access/v2-route.js';
 import type { Actor, GatewayEvent, RequestFinished, RouteKind } from './events.js';
 
 /** What the error handler notes about a refusal it answered, for the events. */
@@ -13,8 +13,20 @@ export interface ErrorNote {
 /** Login refusals that are no failed login: the client simply had not sent credentials yet. */
 const notALogin = new Set(['no credentials']);
 
-function routeOf(req: Request, route: V2Route | undefined): { kind: RouteKind; repository?: string } {
-  if (route === undefined) return { kind: req.path.startsWith('/token') ? 'token' : 'other' };
+function routeOf(req: Request, parsed: V2Route | undefined): { kind: RouteKind; repository?: string } {
+  let route = parsed;
+  if (route === undefined) {
+    // The gate notes the route only once the caller passed; a refused request's is read off its target.
+    // (req.path is not it: a router mounted at /token has left it relative by the time the response ends.)
+    const target = req.originalUrl;
+    if (/^\/token(?:[/?]|$)/.test(target)) return { kind: 'token' };
+    if (!/^\/v2(?:[/?]|$)/.test(target)) return { kind: 'other' };
+    try {
+      route = parseV2Route(target);
+    } catch {
+      return { kind: 'other' };
+    }
+  }
   switch (route.kind) {
     case 'base':
     case 'catalog':

@@ -41,6 +41,7 @@ export class UpstreamPool {
   readonly #checkTimeoutMs: number;
   #next = 0;
   #timer: NodeJS.Timeout | undefined;
+  #failovers = 0;
 
   constructor(urls: readonly URL[], options: UpstreamPoolOptions) {
     if (urls.length === 0) throw new Error('an upstream pool needs at least one registry');
@@ -70,11 +71,18 @@ export class UpstreamPool {
       if (tried.has(candidate)) continue;
       if (candidate.healthy) {
         this.#next = (this.#next + i + 1) % count;
+        if (tried.size > 0) this.#failovers++;
         return candidate;
       }
       fallback ??= candidate;
     }
+    if (fallback !== undefined && tried.size > 0) this.#failovers++;
     return fallback;
+  }
+
+  /** Requests sent on to another registry after the one picked before failed (for metrics). */
+  get failovers(): number {
+    return this.#failovers;
   }
 
   markDown(upstream: Upstream, reason: string): void {

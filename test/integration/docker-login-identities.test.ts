@@ -1,23 +1,27 @@
-// `docker login` with the identities teams already have: a directory (LDAP) user, a personal access token from an OIDC sign-in, and a CI job's ID token.
+// `docker login` with the identities teams already have (a directory user, a personal access token from an OIDC sign-in, a CI job's ID token), then skopeo on what docker stored.
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { waitFor } from '../helpers/acme.js';
+import { request, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { githubClaims, startJwksIssuer, type JwksIssuer } from '../helpers/jwks-issuer.js';
 import { ldapAccessRules, ldapProviderConfig } from '../helpers/ldap-gateway.js';
 import { buildOciImage, type TestImage } from '../helpers/oci-image.js';
 import type { RunningOidcProvider } from '../helpers/oidc-provider.js';
 import { freePort } from '../helpers/ports.js';
-import { identityProviderTls, signInConfig, signInThroughGateway, startHttpsProvider } from '../helpers/sign-in.js';
-import { skopeoCopy } from '../helpers/skopeo.js';
+import { csrfPattern, identityProviderTls, signInConfig, signInThroughGateway, startHttpsProvider } from '../helpers/sign-in.js';
+import { skopeoCopy, skopeoInspectDigest } from '../helpers/skopeo.js';
 import { startSlapd, type RunningSlapd } from '../helpers/slapd.js';
 
 const dockerCli = (process.env.PATH ?? '').split(':').map((p) => path.join(p, 'docker')).find((p) => existsSync(p));
+
+/** What the gateway answers a client that may not do what it asked, as skopeo reports it. */
+const refused = /denied|unauthorized|authentication required/i;
 
 interface Run {
   code: number;
@@ -25,41 +29,88 @@ interface Run {
   stderr: string;
 }
 
-/** `docker login HOST -u USER --password-stdin` with a config folder of its own; docker verifies the gateway with the CA in certs.d. */
-async function dockerLogin(gw: TestGateway, configDir: string, user: string, secret: string): Promise<Run> {
-  await mkdir(path.join(configDir, 'certs.d', gw.host), { recursive: true });
-  const { writeFile } = await import('node:fs/promises');
-  await writeFile(path.join(configDir, 'certs.d', gw.host, 'ca.crt'), gw.ca);
-  return new Promise((resolve) => {
-    const child = execFile(dockerCli!, ['login', gw.host, '-u', user, '--password-stdin'], { env: { PATH: process.env.PATH ?? '', DOCKER_CONFIG: configDir, HOME: configDir } }, (error, stdout, stderr) =>
-      resolve({ code: error ? 1 : 0, stdout, stderr }),
-    );
-    child.stdin?.on('error', () => undefined);
-    child.stdin?.end(secret);
-  });
+/** What docker keeps for a registry in config.json: `auth` is base64(user:password), `identitytoken` a refresh token. */
+interface DockerAuthEntry {
+  auth?: string;
+  identitytoken?: string;
 }
 
-/** What docker stored for the host: an identity token (a refresh token) or the password itself. */
-async function stored(configDir: string, host: string): Promise<{ identitytoken?: string; auth?: string }> {
-  const config = JSON.parse(await readFile(path.join(configDir, 'config.json'), 'utf8')) as { auths: Record<string, { identitytoken?: string; auth?: string }> };
-  return config.auths[host] ?? {};
+/** A docker CLI config folder of its own (DOCKER_CONFIG), so tests never touch ~/.docker. */
+class DockerClient {
+  constructor(readonly configDir: string) {}
+
+  get authFile(): string {
+    return path.join(this.configDir, 'config.json');
+  }
+
+  /**
+   * `echo SECRET | docker login HOST -u USER --password-stdin`, run client side (there is no engine).
+   * docker treats loopback registries as insecure (no certificate check, plain HTTP as a fallback), so
+   * no certs.d is needed here; skopeo, which does the pushing and pulling, checks the gateway's CA.
+   */
+  login(gw: TestGateway, user: string, secret: string): Promise<Run> {
+    return new Promise((resolve) => {
+      const env = { PATH: process.env.PATH ?? '', DOCKER_CONFIG: this.configDir, HOME: this.configDir };
+      const child = execFile(dockerCli!, ['login', gw.host, '-u', user, '--password-stdin'], { env }, (error, stdout, stderr) => resolve({ code: error ? 1 : 0, stdout, stderr }));
+      child.stdin?.on('error', () => undefined);
+      child.stdin?.end(secret);
+    });
+  }
+
+  /** The entry docker stored for the host, or undefined when it stored none. */
+  async stored(gw: TestGateway): Promise<DockerAuthEntry | undefined> {
+    if (!existsSync(this.authFile)) return undefined;
+    const config = JSON.parse(await readFile(this.authFile, 'utf8')) as { auths?: Record<string, DockerAuthEntry> };
+    return config.auths?.[gw.host];
+  }
+
+  /** skopeo reading docker's config.json (containers/image understands its `auth` and `identitytoken`). */
+  push(gw: TestGateway, image: TestImage, target: string): Promise<void> {
+    return skopeoCopy({ from: image.reference, to: `docker://${gw.host}/${target}`, certDir: gw.certDir, authFile: this.authFile });
+  }
+
+  pull(gw: TestGateway, source: string): Promise<string> {
+    return skopeoInspectDigest({ image: `docker://${gw.host}/${source}`, certDir: gw.certDir, authFile: this.authFile });
+  }
 }
 
-/** skopeo with the auth file docker wrote (containers/image reads docker's config.json). */
-function push(gw: TestGateway, image: TestImage, configDir: string, target: string): Promise<void> {
-  return skopeoCopy({ from: image.reference, to: `docker://${gw.host}/${target}`, certDir: gw.certDir, authFile: path.join(configDir, 'config.json') });
+const decodedAuth = (entry: DockerAuthEntry | undefined) => Buffer.from(entry?.auth ?? '', 'base64').toString('utf8');
+
+/** The access log's lines for /token so far. */
+const tokenRequests = (gw: TestGateway) => gw.logLines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((entry) => entry.msg === 'request' && entry.path === '/token');
+
+/** The first /token line logged after the first `seen`, with this status (lines are written as responses finish). */
+async function nextTokenRequest(gw: TestGateway, seen: number, status: number): Promise<Record<string, unknown>> {
+  const find = () => tokenRequests(gw).slice(seen).find((entry) => entry.status === status);
+  await waitFor(`a /token line with status ${status} in the access log`, () => find() !== undefined, 5_000);
+  return find()!;
+}
+
+/** A docker login that must fail: exit status, docker's words, nothing stored, and the gateway's log saying why. */
+async function assertLoginRefused(gw: TestGateway, client: DockerClient, user: string, secret: string, by: string | undefined, reason: RegExp): Promise<void> {
+  const seen = tokenRequests(gw).length;
+  const run = await client.login(gw, user, secret);
+  assert.notEqual(run.code, 0, run.stdout);
+  assert.match(run.stderr, /unauthorized: incorrect username or password/);
+  assert.equal(await client.stored(gw), undefined, 'docker stores nothing for a refused login');
+  const refusal = await nextTokenRequest(gw, seen, 401);
+  assert.equal(refusal.authenticator, by);
+  assert.match(String(refusal.reason), reason);
+  assert.ok(!gw.logLines.some((line) => line.includes(secret)), 'the secret tried is not logged');
 }
 
 describe('docker login with directory, OIDC and CI identities', { skip: dockerCli ? false : 'the docker CLI is not on PATH' }, () => {
   let work: string;
   let image: TestImage;
+  let clients = 0;
+  const newClient = () => new DockerClient(path.join(work, `docker-${++clients}`));
   before(async () => {
     work = await mkdtemp(path.join(os.tmpdir(), 'docker-login-'));
     image = await buildOciImage({ dir: path.join(work, 'image'), tag: 'v1', layers: [{ sizeBytes: 16 * 1024 }] });
   });
   after(() => rm(work, { recursive: true, force: true }));
 
-  describe('an LDAP user', () => {
+  describe('an LDAP user (rules name directory groups: developers push app/**, ops pull it)', () => {
     let slapd: RunningSlapd;
     let gw: TestGateway;
     before(async () => {
@@ -71,23 +122,57 @@ describe('docker login with directory, OIDC and CI identities', { skip: dockerCl
       await slapd?.stop();
     });
 
-    test('logs in (docker keeps a refresh token, not the password), pushes where the directory group may, and a wrong password is refused', async () => {
-      const config = path.join(work, 'docker-ldap');
-      const good = await dockerLogin(gw, config, 'alice', 'alice-password');
-      assert.equal(good.code, 0, good.stderr);
-      assert.match(good.stdout, /Login Succeeded/);
-      const saved = await stored(config, gw.host);
-      assert.equal(typeof saved.identitytoken, 'string', 'a refresh token');
-      assert.ok(!JSON.stringify(saved).includes('alice-password'));
-      await push(gw, image, config, 'app/web:v1');
-      const bobConfig = path.join(work, 'docker-ldap-bob');
-      assert.equal((await dockerLogin(gw, bobConfig, 'bob', 'bob-password')).code, 0);
-      const refusal = await push(gw, image, bobConfig, 'app/bob:v1').then(() => 'pushed', (error: Error) => error.message);
-      await new Promise((r) => setTimeout(r, 300));
-      assert.match(refusal, /denied|unauthorized|authentication required/i, gw.logLines.slice(-4).join('\n'));
-      const bad = await dockerLogin(gw, path.join(work, 'docker-ldap-bad'), 'alice', 'wrong');
-      assert.notEqual(bad.code, 0);
-      assert.match(bad.stderr, /incorrect username or password/);
+    test('docker stores a refresh token, never the password; skopeo pushes and pulls with it where the group may, and nowhere else', async () => {
+      const alice = newClient();
+      const beforeLogin = tokenRequests(gw).length;
+      const login = await alice.login(gw, 'alice', 'alice-password');
+      assert.equal(login.code, 0, login.stderr);
+      assert.match(login.stdout, /Login Succeeded/);
+      const asked = await nextTokenRequest(gw, beforeLogin, 200);
+      assert.deepEqual([asked.method, asked.user, asked.authenticator], ['GET', 'alice', 'corp'], 'docker logs in with GET /token and Basic credentials, checked by the directory');
+      const saved = await alice.stored(gw);
+      assert.equal(typeof saved?.identitytoken, 'string', 'an identity token');
+      assert.equal(decodedAuth(saved), 'alice:', 'the user name only');
+      assert.ok(!(await readFile(alice.authFile, 'utf8')).includes('alice-password'));
+      // docker asked for it (offline_token=true); it works as a refresh token in the refresh_token grant, as docker itself would use it.
+      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: saved!.identitytoken!, client_id: 'docker', service: 'registry-gateway', scope: 'repository:app/web:push' });
+      const beforeRefresh = tokenRequests(gw).length;
+      const refreshed = await request(gw, 'POST', '/token', { headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: form.toString() });
+      assert.equal(refreshed.status, 200, refreshed.body);
+      assert.equal(refreshed.json().scope, 'repository:app/web:push');
+      await nextTokenRequest(gw, beforeRefresh, 200);
+
+      const seen = tokenRequests(gw).length;
+      await alice.push(gw, image, 'app/web:v1');
+      assert.equal(await alice.pull(gw, 'app/web:v1'), image.manifestDigest);
+      // With only an identity token to go on, containers/image used the refresh_token grant (POST), never Basic (GET).
+      await nextTokenRequest(gw, seen, 200);
+      const used = tokenRequests(gw).slice(seen);
+      assert.ok(used.every((entry) => entry.method === 'POST' && entry.user === 'alice' && entry.status === 200), JSON.stringify(used));
+      await assert.rejects(alice.push(gw, image, 'other/web:v1'), refused);
+    });
+
+    test('bob (directory group ops) pulls app/ but may not push; joining developers lets the same stored token push', async () => {
+      const bob = newClient();
+      const login = await bob.login(gw, 'bob', 'bob-password');
+      assert.equal(login.code, 0, login.stderr);
+      assert.equal(typeof (await bob.stored(gw))?.identitytoken, 'string');
+      assert.equal(await bob.pull(gw, 'app/web:v1'), image.manifestDigest);
+      await assert.rejects(bob.push(gw, image, 'app/bob:v1'), refused);
+      // A refresh token reads the groups afresh from the directory: no new docker login needed.
+      await slapd.addMember('developers', 'bob');
+      await bob.push(gw, image, 'app/bob:v1');
+      await slapd.deleteUser('bob');
+      const seen = tokenRequests(gw).length;
+      await assert.rejects(bob.pull(gw, 'app/web:v1'), refused);
+      assert.equal((await nextTokenRequest(gw, seen, 401)).reason, 'credential revoked', 'a deleted user\'s refresh token is refused');
+    });
+
+    test('a wrong password and an unknown user fail docker login with docker\'s "incorrect username or password"', async () => {
+      const wrong = newClient();
+      await assertLoginRefused(gw, wrong, 'alice', 'wrong-password', 'corp', /^wrong password$/);
+      const unknown = newClient();
+      await assertLoginRefused(gw, unknown, 'nobody', 'alice-password', undefined, /^unknown user$/);
     });
   });
 
@@ -100,51 +185,88 @@ describe('docker login with directory, OIDC and CI identities', { skip: dockerCl
       const publicUrl = `https://localhost:${port}`;
       provider = await startHttpsProvider(publicUrl, tls);
       const config = await signInConfig(work, provider, tls.caFile, ['token_ttl: 30d']);
-      // alice exists only at the provider (group developers); htpasswd knows admin alone.
-      gw = await startTestGateway({ users: { admin: 'admin-password' }, access: 'groups:\n  developers: []\nrules:\n  - { groups: [developers], repositories: ["app/**"], actions: [pull, push] }\n', config, env: { GATEWAY_LISTEN: `127.0.0.1:${port}`, GATEWAY_PUBLIC_URL: publicUrl } });
+      // alice (group developers) and bob (group ops) exist only at the provider; htpasswd knows admin alone.
+      const access = 'groups:\n  developers: []\n  ops: []\nrules:\n  - { groups: [developers], repositories: ["app/**"], actions: [pull, push] }\n  - { groups: [ops], repositories: ["app/**"], actions: [pull] }\n';
+      gw = await startTestGateway({ users: { admin: 'admin-password' }, access, config, env: { GATEWAY_LISTEN: `127.0.0.1:${port}`, GATEWAY_PUBLIC_URL: publicUrl } });
     });
     after(async () => {
       await gw?.close();
       await provider?.stop();
     });
 
-    test('logs in with the token shown after sign-in and pushes where the sign-in group may', async () => {
+    test('docker stores the token itself (no refresh token for it); it pushes and pulls where the sign-in group may, and nowhere else', async () => {
       const { token } = await signInThroughGateway(gw, provider, 'alice', 'alice-password');
-      const config = path.join(work, 'docker-oidc');
-      const login = await dockerLogin(gw, config, 'alice', token);
+      const alice = newClient();
+      const login = await alice.login(gw, 'alice', token);
       assert.equal(login.code, 0, login.stderr);
-      await push(gw, image, config, 'app/oidc:v1');
-      await assert.rejects(push(gw, image, config, 'other/oidc:v1'), /denied|unauthorized|authentication required/i);
-      const forged = await dockerLogin(gw, path.join(work, 'docker-oidc-bad'), 'alice', `${token.slice(0, -4)}AAAA`);
-      assert.notEqual(forged.code, 0);
+      const saved = await alice.stored(gw);
+      assert.equal(saved?.identitytoken, undefined, 'a personal access token is the long-lived credential: no refresh token');
+      assert.equal(decodedAuth(saved), `alice:${token}`);
+      await alice.push(gw, image, 'app/oidc:v1');
+      assert.equal(await alice.pull(gw, 'app/oidc:v1'), image.manifestDigest);
+      await assert.rejects(alice.push(gw, image, 'other/oidc:v1'), refused);
+
+      const bob = newClient();
+      assert.equal((await bob.login(gw, 'bob', (await signInThroughGateway(gw, provider, 'bob', 'bob-password')).token)).code, 0);
+      assert.equal(await bob.pull(gw, 'app/oidc:v1'), image.manifestDigest);
+      await assert.rejects(bob.push(gw, image, 'app/bob:v1'), refused);
+    });
+
+    test('a revoked token fails docker login, and what docker stored before stops working', async () => {
+      const { browser, page, token } = await signInThroughGateway(gw, provider, 'alice', 'alice-password');
+      const alice = newClient();
+      assert.equal((await alice.login(gw, 'alice', token)).code, 0);
+      assert.equal(await alice.pull(gw, 'app/oidc:v1'), image.manifestDigest);
+      // Revoked by its owner on the token page, as a user who suspects a leak would.
+      const revoked = await browser.post('/login/tokens/revoke', { id: token.slice(4, 16), csrf: csrfPattern.exec(page.body)?.[1] ?? '' });
+      assert.equal(revoked.status, 303, revoked.body);
+      await assert.rejects(alice.pull(gw, 'app/oidc:v1'), refused);
+      const again = newClient();
+      await assertLoginRefused(gw, again, 'alice', token, 'ci-tokens', /^invalid CI token$/);
+      const forged = newClient();
+      await assertLoginRefused(gw, forged, 'alice', `${token.slice(0, -4)}AAAA`, 'ci-tokens', /^invalid CI token$/);
     });
   });
 
-  describe('a CI job with its ID token', () => {
+  describe('a CI job with its GitHub-shaped ID token (user ci)', () => {
     let issuer: JwksIssuer;
     let gw: TestGateway;
     before(async () => {
       issuer = await startJwksIssuer();
       const config = `providers:\n  - type: ci-id-token\n    login_users: [ci]\n    issuers:\n      - issuer: ${issuer.url}\n        audience: https://registry.example.com\n        mappings:\n          - claims: { repository: acme/web, ref: refs/heads/main }\n            user: ci-acme-web\n            groups: [ci]\n`;
-      gw = await startTestGateway({ users: { admin: 'admin-password' }, access: 'groups:\n  ci: []\nrules:\n  - { users: [ci-acme-web], repositories: ["acme/web"], actions: [pull, push] }\n', config });
+      const access = 'groups:\n  ci: []\nrules:\n  - { groups: [ci], repositories: ["acme/web"], actions: [pull, push] }\n';
+      gw = await startTestGateway({ users: { admin: 'admin-password' }, access, config });
     });
     after(async () => {
       await gw?.close();
       await issuer?.close();
     });
 
-    test('`echo "$ID_TOKEN" | docker login -u ci --password-stdin` works while the token is good, and pushes only where the mapping may', async () => {
-      const token = await issuer.mint(githubClaims('acme/web', 'refs/heads/main'));
-      const config = path.join(work, 'docker-ci');
-      const login = await dockerLogin(gw, config, 'ci', token);
+    test('`echo "$ID_TOKEN" | docker login -u ci --password-stdin` stores the token itself; it pushes and pulls only where the mapped group may', async () => {
+      const token = await issuer.mint(githubClaims('acme/web', 'refs/heads/main'), { audience: 'https://registry.example.com' });
+      const job = newClient();
+      const login = await job.login(gw, 'ci', token);
       assert.equal(login.code, 0, login.stderr);
-      assert.equal((await stored(config, gw.host)).identitytoken, undefined, 'no refresh token for an ID token');
-      await push(gw, image, config, 'acme/web:v1');
-      await assert.rejects(push(gw, image, config, 'acme/other:v1'), /denied|unauthorized|authentication required/i);
-      const expired = await issuer.mint(githubClaims('acme/web', 'refs/heads/main'), { expiresIn: -120 });
-      const refused = await dockerLogin(gw, path.join(work, 'docker-ci-expired'), 'ci', expired);
-      assert.notEqual(refused.code, 0);
-      assert.match(refused.stderr, /incorrect username or password|unauthorized/i);
+      const saved = await job.stored(gw);
+      assert.equal(saved?.identitytoken, undefined, 'an ID token is short-lived on purpose: no refresh token');
+      assert.equal(decodedAuth(saved), `ci:${token}`);
+      await job.push(gw, image, 'acme/web:v1');
+      assert.equal(await job.pull(gw, 'acme/web:v1'), image.manifestDigest);
+      await assert.rejects(job.push(gw, image, 'acme/other:v1'), refused);
+      const pushed = tokenRequests(gw).filter((entry) => entry.status === 200);
+      assert.ok(pushed.length > 0 && pushed.every((entry) => entry.user === 'ci-acme-web'), 'the mapped user acts, not "ci"');
+    });
+
+    test('an expired ID token, one from a branch no mapping names, and one for another audience fail docker login', async () => {
+      const expired = newClient();
+      const old = await issuer.mint(githubClaims('acme/web', 'refs/heads/main'), { audience: 'https://registry.example.com', expiresIn: -120 });
+      await assertLoginRefused(gw, expired, 'ci', old, 'ci-id-token', /^ID token expired$/);
+      const branch = newClient();
+      const feature = await issuer.mint(githubClaims('acme/web', 'refs/heads/feature'), { audience: 'https://registry.example.com' });
+      await assertLoginRefused(gw, branch, 'ci', feature, 'ci-id-token', /^claims match no mapping of issuer .*refs\/heads\/feature/);
+      const elsewhere = newClient();
+      const other = await issuer.mint(githubClaims('acme/web', 'refs/heads/main'), { audience: 'https://other.example.com' });
+      await assertLoginRefused(gw, elsewhere, 'ci', other, 'ci-id-token', /^audience not accepted/);
     });
   });
 });
