@@ -38,9 +38,15 @@ if [ "$mode" = --test ] || [ "$mode" = --bench ]; then
   have rsyslogd || debs+=(rsyslog)
   # A real Prometheus scrapes the metrics listener (each test runs its own on loopback).
   have prometheus || debs+=(prometheus)
+  # The web UI's end-to-end tests drive Debian's Chromium (never a downloaded browser build).
+  have chromium || debs+=(chromium)
+  # Shared state for several gateways (throttle counters, revocations, maintenance) lives in Redis.
+  have redis-server || debs+=(redis-server)
 fi
 if [ "$mode" = --bench ]; then
-  have wrk || debs+=(wrk)
+  # Request rates are measured with ApacheBench (ab, from apache2-utils, installed above).
+  # The benchmark compares with nginx in front of the same registry (the registry docs' recipe).
+  have nginx || debs+=(nginx-light)
 fi
 
 if [ ${#debs[@]} -gt 0 ]; then

@@ -18,6 +18,7 @@ import type { UpstreamPool } from './registry/upstreams.js';
 import type { AcmeStatus } from './tls/acme/manager.js';
 import type { EventBus } from './ops/events.js';
 import type { MaintenanceStatus } from './ops/maintenance.js';
+import { corsFor } from './ui/cors.js';
 
 export interface AppDependencies {
   config: Readonly<Config>;
@@ -37,7 +38,7 @@ export interface AppDependencies {
   maintenanceGuard?: express.RequestHandler;
   /** Read-only maintenance as this gateway has it in force, for /readyz. */
   maintenanceStatus?(): MaintenanceStatus;
-  /** Web pages on the gateway's own origin (the OIDC sign-in at /login), before the token service and the /v2/ gate. */
+  /** The web pages on the gateway's own origin (/, /r/, /sign-in, /tokens, the OIDC sign-in at /login), before the token service and the /v2/ gate. */
   pages?: express.RequestHandler;
 }
 
@@ -77,6 +78,9 @@ export function createApp(deps: AppDependencies): express.Express {
       crossOriginResourcePolicy: { policy: 'same-origin' },
     }),
   );
+  // A UI on a configured origin: its preflights are answered here, before authentication.
+  const cors = corsFor(deps.config.corsOrigins);
+  if (cors) app.use(cors);
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });

@@ -2,7 +2,6 @@
 // The `gateway` command: argv -> command. The only module that reads process.env or exits.
 
 import { existsSync, readFileSync } from 'node:fs';
-import { setDefaultHighWaterMark } from 'node:stream';
 import { Command, CommanderError, Option } from 'commander';
 import { pino } from 'pino';
 import { stringify as toYaml } from 'yaml';
@@ -13,9 +12,14 @@ import { addMaintenanceCommand } from './cli/maintenance-command.js';
 import { addRetentionCommand } from './cli/retention-command.js';
 import { createCiToken, listCiTokens, parseCiTokenScopes, parseTtl, revokeCiToken, revokeCiTokensOfUser, type CiTokenRecord } from './auth/ci-tokens.js';
 import { formatScope } from './access/access.js';
+import { announceRevocationFromCommand } from './state/command-notices.js';
 import { describeConfig, loadConfig, settingDefault, settingsHelp, settingsMarkdownTable } from './config/config.js';
 import { CertificateError, CliError, ConfigError } from './errors.js';
 import { startGateway, type RunningGateway } from './gateway.js';
+import { tuneForTransfers } from './registry/transfer-tuning.js';
+import { startCluster } from './cluster/primary.js';
+import { isClusterWorker, reportStartFailure, startWorker, workerLogFields } from './cluster/worker.js';
+import { WorkerStartError } from './cluster/messages.js';
 import { preflight } from './config/preflight.js';
 import { probeProviders } from './auth/chain-setup.js';
 import { probeSignIn } from './ui/sign-in-setup.js';
@@ -45,15 +49,17 @@ function parseCost(value: string): number {
 }
 
 async function serve(options: { config?: string }): Promise<void> {
-  // Bigger stream buffers mean fewer, larger chunks per layer: measurably less CPU per pulled GiB.
-  setDefaultHighWaterMark(false, 256 * 1024);
+  // Stream buffer sizes and garbage collection fit for relaying blobs (src/registry/transfer-tuning.ts).
+  tuneForTransfers();
   const { config, warnings } = loadConfig({ file: options.config, env: process.env, cwd: process.cwd() });
-  const logger = pino({ level: config.logLevel, base: { service: 'registry-gateway' }, timestamp: pino.stdTimeFunctions.isoTime });
-  for (const warning of warnings) logger.warn(warning);
+  const worker = isClusterWorker();
+  const logger = pino({ level: config.logLevel, base: { service: 'registry-gateway', ...workerLogFields() }, timestamp: pino.stdTimeFunctions.isoTime });
+  // A cluster worker read the same settings as its primary, which said what was wrong with them.
+  if (!worker) for (const warning of warnings) logger.warn(warning);
 
   // Handlers first: a signal during start-up must still end the embedded registry (process.exit
   // runs the hook that kills it; dying of the signal itself would not).
-  let gateway: RunningGateway | undefined;
+  let gateway: Pick<RunningGateway, 'close' | 'reload'> | undefined;
   let stopping: { signal: string; at: number } | undefined;
   const stop = (signal: string) => {
     if (stopping) {
@@ -79,7 +85,9 @@ async function serve(options: { config?: string }): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => void gateway?.reload());
-  gateway = await startGateway(config, { logger, env: process.env, announce: (message) => process.stderr.write(`\n${message}\n\n`) });
+  const starting = { logger, env: process.env, announce: (message: string) => process.stderr.write(`\n${message}\n\n`) };
+  if (worker) gateway = await startWorker(config, { ...starting, onStop: () => void (stopping === undefined && stop('SIGTERM')) });
+  else gateway = config.workers > 1 ? await startCluster(config, starting) : await startGateway(config, starting);
 }
 
 async function userAdd(name: string, options: { htpasswd: string; passwordStdin?: boolean; cost: number }): Promise<void> {
@@ -178,6 +186,8 @@ async function tokenRevoke(id: string, options: { tokens: string }): Promise<voi
   if (!(await revokeCiToken(options.tokens, id))) throw new CliError(`no CI token ${id} in ${options.tokens}`);
   process.stdout.write(`revoked CI token ${id}; a running gateway stops accepting it within a second\n`);
   auditFromCli(audit, { type: 'ci-token.revoked', id, owner });
+  const told = await announceRevocationFromCommand(id, process.env, process.cwd());
+  if (told !== undefined) (told.startsWith('warning:') ? process.stderr : process.stdout).write(`${told}\n`);
 }
 
 async function accessCheck(user: string, action: string, repository: string, options: { config?: string; access?: string; groups?: string[] }): Promise<void> {
@@ -303,23 +313,24 @@ async function main(argv: string[]): Promise<void> {
   try {
     await program().parseAsync(argv);
   } catch (error) {
-    if (error instanceof CommanderError) process.exit(error.exitCode);
-    if (error instanceof CliError) {
-      process.stderr.write(`gateway: ${error.message}\n`);
-      process.exit(error.exitCode);
-    }
-    if (error instanceof CertificateError) {
-      process.stderr.write(`gateway: ${error.message}\n`);
-      process.exit(error.usage ? 2 : 1);
-    }
-    if (error instanceof ConfigError) {
-      process.stderr.write(`gateway: configuration error: ${error.message}\n`);
-      process.exit(2);
-    }
-    const code = (error as NodeJS.ErrnoException).code;
-    process.stderr.write(`gateway: ${(error as Error).message ?? String(error)}${code ? ` (${code})` : ''}\n`);
-    process.exit(1);
+    const { text, code } = failure(error);
+    // A cluster worker's start-up error is its primary's to print: it ends `serve` with it.
+    if (isClusterWorker()) return reportStartFailure(text, code, () => process.exit(code));
+    process.stderr.write(text);
+    process.exit(code);
   }
+}
+
+/** What the command prints for the error that ends it, and its exit code. */
+function failure(error: unknown): { text: string; code: number } {
+  // Commander printed its own message.
+  if (error instanceof CommanderError) return { text: '', code: error.exitCode };
+  if (error instanceof WorkerStartError) return { text: error.text, code: error.exitCode };
+  if (error instanceof CliError) return { text: `gateway: ${error.message}\n`, code: error.exitCode };
+  if (error instanceof CertificateError) return { text: `gateway: ${error.message}\n`, code: error.usage ? 2 : 1 };
+  if (error instanceof ConfigError) return { text: `gateway: configuration error: ${error.message}\n`, code: 2 };
+  const code = (error as NodeJS.ErrnoException).code;
+  return { text: `gateway: ${(error as Error).message ?? String(error)}${code ? ` (${code})` : ''}\n`, code: 1 };
 }
 
 await main(process.argv);

@@ -34,7 +34,11 @@ import { TokenAuthority } from './auth/token.js';
 import { createAuthenticatorChain, providerFingerprintKey, reportProviders } from './auth/chain-setup.js';
 import { SuccessCache } from './auth/success-cache.js';
 import { parseProviders } from './config/providers.js';
-import { createSignInPagesFor } from './ui/sign-in-setup.js';
+import { createWebPages, type WebPages } from './ui/setup.js';
+import { maintenanceGate } from './ui/browse/deletes.js';
+import { openSharedState } from './state/shared-setup.js';
+import type { SharedState } from './state/shared-state.js';
+import type { WorkerPart } from './cluster/worker-part.js';
 
 export interface GatewayOptions {
   logger: Logger;
@@ -47,6 +51,10 @@ export interface GatewayOptions {
   acmeMaxRetryMs?: number;
   /** The ACME manager's clock (tests move it to make a renewal due). */
   acmeNow?(): number;
+  /** State shared with other gateways made elsewhere (a cluster worker's); without it, Redis when redis_url is set. */
+  sharedState?: SharedState;
+  /** Set in a cluster worker: what its primary does instead (src/cluster/worker.ts). */
+  worker?: WorkerPart;
 }
 
 export interface RunningGateway {
@@ -111,7 +119,7 @@ async function ensureUsers(config: Readonly<Config>, options: GatewayOptions): P
   );
 }
 
-async function startEmbeddedRegistry(config: Readonly<Config>, options: GatewayOptions, binary: string): Promise<RegistryProcess> {
+export async function startEmbeddedRegistry(config: Readonly<Config>, options: GatewayOptions, binary: string): Promise<RegistryProcess> {
   const registry = new RegistryProcess({ binary, dataDir: config.dataDir, logger: options.logger.child({ component: 'registry' }), env: options.env });
   await registry.start();
   options.logger.info({ binary, url: registry.url, storage: path.join(config.dataDir, 'registry') }, 'embedded registry started');
@@ -124,6 +132,7 @@ async function startEmbeddedRegistry(config: Readonly<Config>, options: GatewayO
  * here, having changed nothing. With GATEWAY_UPSTREAM the data folder is not used and not locked.
  */
 export async function startGateway(config: Readonly<Config>, options: GatewayOptions): Promise<RunningGateway> {
+  if (options.worker) return startChecked(config, options, options.worker.checked);
   const checked = await preflight(config, options.env);
   for (const warning of checked.warnings) options.logger.warn(warning);
   if (checked.registryBinary === undefined) return startChecked(config, options, checked);
@@ -139,7 +148,8 @@ export async function startGateway(config: Readonly<Config>, options: GatewayOpt
   }
 }
 
-async function startChecked(config: Readonly<Config>, options: GatewayOptions, checked: Preflight): Promise<RunningGateway> {
+/** First run: what preflight found missing and may be made (certificates, token key, users); once per start, before anything reads them. */
+export async function createFirstRunFiles(config: Readonly<Config>, options: GatewayOptions, checked: Preflight): Promise<void> {
   const { logger } = options;
   if (checked.creates.tls) await ensureTlsFiles(config, options);
   else warnIfCaKeyInCertFolder(config, logger);
@@ -148,6 +158,11 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
     logger.info({ key: config.tokenKey, cert: config.tokenCert }, 'created token signing key');
   }
   if (checked.creates.htpasswd) await ensureUsers(config, options);
+}
+
+async function startChecked(config: Readonly<Config>, options: GatewayOptions, checked: Preflight): Promise<RunningGateway> {
+  const { logger } = options;
+  if (!options.worker) await createFirstRunFiles(config, options, checked);
 
   const tokens = new TokenAuthority({
     privateKeyPem: readFileSync(config.tokenKey, 'utf8'),
@@ -171,13 +186,13 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
   });
   logger.info({ authenticators: chain.names }, 'authenticators in the order they are asked');
   reportProviders(providers, logger);
-  const logins = { authenticator, users, ciTokens, throttle: new LoginThrottle(), chain, successes: new SuccessCache({ ttlMs: config.basicCacheSeconds * 1000 }) };
-  const pages = await createSignInPagesFor(config, { tokens: ciTokens, users, logger, tokenKeyPem: readFileSync(config.tokenKey, 'utf8') });
+  const shared = openSharedState(config, { logger, given: options.sharedState });
+  const logins = { authenticator, users, ciTokens, throttle: shared?.throttle(new LoginThrottle()) ?? new LoginThrottle(), chain, successes: new SuccessCache({ ttlMs: config.basicCacheSeconds * 1000 }) };
 
   const audit = openAuditLog(config, logger);
   const webhooks = webhooksFor(config, logger);
   const registry = checked.registryBinary === undefined ? undefined : await startEmbeddedRegistry(config, options, checked.registryBinary);
-  const upstreamUrls = registry ? [new URL(registry.url)] : config.upstreams;
+  const upstreamUrls = registry ? [new URL(registry.url)] : options.worker?.registry ? [options.worker.registry] : config.upstreams;
   const pool = new UpstreamPool(upstreamUrls, { logger });
   const proxy = createRegistryProxy({ upstreams: pool, logger, publicHost: publicHostResolver(config), perClient: config.upstreamPerClient, bodyIdleMs: config.bodyIdleSeconds * 1000 });
 
@@ -185,17 +200,18 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
   const challenges = new AcmeChallenges();
   let certificate = { cert: readFileSync(config.tlsCert, 'utf8'), key: readFileSync(config.tlsKey, 'utf8') };
   let server: RunningServer | undefined;
-  const acme = acmeManagerFor(config, {
+  const acmeWiring = {
     logger,
     challenges,
-    install: (cert, key) => {
+    install: (cert: string, key: string) => {
       certificate = { cert, key };
       server?.setCertificate(cert, key);
     },
     retryMs: options.acmeRetryMs,
     maxRetryMs: options.acmeMaxRetryMs,
     now: options.acmeNow,
-  });
+  };
+  const acme = options.worker ? options.worker.acmeFor(config, acmeWiring) : acmeManagerFor(config, acmeWiring);
   await acme?.loadFromDisk();
 
   const events = new EventBus((error) => logger.error({ err: (error as Error).message }, 'an event listener failed'));
@@ -211,19 +227,29 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
     certificatePem: certificate.cert,
     auditFailures: () => audit?.failures ?? 0,
     webhooks: () => webhooks?.stats() ?? [],
+    sharedState: shared && (() => shared.status()),
   });
   // Reported and read before the port opens: a gateway started during maintenance starts read-only.
-  const maintenance = new MaintenanceMode({ file: config.maintenanceFile, logger, onSwitch: (state) => events.emit({ type: 'maintenance', on: state.on, ...(state.by ? { by: state.by } : {}) }) });
+  const maintenance = new MaintenanceMode({
+    file: config.maintenanceFile,
+    logger,
+    onSwitch: (state) => events.emit({ type: 'maintenance', on: state.on, ...(state.by ? { by: state.by } : {}) }),
+    onFileChange: (state) => shared?.maintenanceFileChanged(state),
+  });
+  let web: WebPages | undefined;
   try {
     await maintenance.start();
+    await shared?.attach({ ciTokens, maintenance });
+    web = await createWebPages(config, { logger, logins, users, ciTokens, tokenKeyPem: readFileSync(config.tokenKey, 'utf8'), shared: shared?.state, registry: { upstreams: pool, authorizer: rules, events, maintenance: maintenanceGate(maintenance), ...(registry || options.worker?.registry ? { storageRoot: path.join(config.dataDir, 'registry') } : {}) } });
   } catch (error) {
+    await shared?.close();
     pool.close();
     await registry?.stop();
     await checker.close();
     await audit?.close();
     throw error;
   }
-  const app = createApp({ config, logger, tokens, logins, authorizer: rules, proxy, upstreams: pool, upstreamReady: () => pool.checkAll(), certificateStatus: () => acme?.status(), pages, events, maintenanceGuard: createMaintenanceGuard(maintenance), maintenanceStatus: () => maintenance.status() });
+  const app = createApp({ config, logger, tokens, logins, authorizer: rules, proxy, upstreams: pool, upstreamReady: () => pool.checkAll(), certificateStatus: () => acme?.status(), pages: web?.handler, events, maintenanceGuard: createMaintenanceGuard(maintenance), maintenanceStatus: () => maintenance.status() });
   const redirectHost = (hostHeader: string | undefined) => publicHostFor(config, hostHeader);
   let httpListener: RunningHttpListener | undefined;
   try {
@@ -234,15 +260,17 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
       onPlainHttp: (answer) => logger.info(answer, 'plain HTTP request on the TLS port'),
       acme: acme ? challenges : undefined,
     });
-    if (config.httpListen) {
+    if (config.httpListen && !options.worker) {
       httpListener = await startHttpListener({ listen: config.httpListen, challenges, redirectHost, onAnswer: (answer) => logger.debug(answer, 'plain HTTP request') });
     }
-    await metrics?.listen();
+    if (options.worker) options.worker.metrics(metrics?.registries ?? []);
+    else await metrics?.listen();
   } catch (error) {
     await metrics?.close();
     await httpListener?.close();
     await server?.close(0);
     await maintenance.stop();
+    await shared?.close();
     pool.close();
     await registry?.stop();
     await checker.close();
@@ -250,14 +278,14 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
     throw error;
   }
   acme?.begin();
-  const gcSchedule = scheduleFor(config, registry !== undefined, logger, options.env);
+  const gcSchedule = options.worker ? undefined : scheduleFor(config, registry !== undefined, logger, options.env);
 
   const running = server;
   const stopWatching = files.watch();
 
   const host = config.listen.host === '0.0.0.0' || config.listen.host === '::' ? '127.0.0.1' : config.listen.host;
   const url = `https://${host.includes(':') ? `[${host}]` : host}:${running.address.port}`;
-  logger.info({ url, upstreams: upstreamUrls.map((u) => u.origin), auth: config.auth, service: config.service, embedded: registry !== undefined }, 'gateway listening');
+  logger.info({ url, upstreams: upstreamUrls.map((u) => u.origin), auth: config.auth, service: config.service, embedded: registry !== undefined || options.worker?.registry !== undefined }, options.worker ? 'worker listening' : 'gateway listening');
 
   let closed: Promise<void> | undefined;
   return {
@@ -305,6 +333,8 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
         await audit?.close();
         webhooks?.close();
         await maintenance.stop();
+        web?.close();
+        await shared?.close();
         proxy.close();
         pool.close();
         await registry?.stop();

@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { describeConfig, loadConfig, parseListen, settings, type Config, type ListenAddress } from '../src/config/config.js';
@@ -57,6 +57,7 @@ describe('loadConfig defaults', () => {
       logLevel: 'info',
       basicCacheSeconds: 60,
       shutdownGraceSeconds: 25,
+      workers: Math.min(availableParallelism(), 8),
       upstreamPerClient: 64,
       bodyIdleSeconds: 60,
       acme: undefined,
@@ -68,6 +69,9 @@ describe('loadConfig defaults', () => {
       auditLog: undefined,
       registryConfig: undefined,
       gcSchedule: undefined,
+      redis: undefined,
+      ui: true,
+      corsOrigins: [],
     };
     assert.deepEqual({ ...config }, expected);
     assert.deepEqual(warnings, []);
@@ -107,6 +111,7 @@ describe('loadConfig sources', () => {
         GATEWAY_LOG_LEVEL: 'debug',
         GATEWAY_BASIC_CACHE_TTL: '0',
         GATEWAY_SHUTDOWN_GRACE: '3600',
+        GATEWAY_WORKERS: '3',
       },
     });
     assert.deepEqual(config.listen, { host: '127.0.0.1', port: 8443 });
@@ -119,6 +124,7 @@ describe('loadConfig sources', () => {
     assert.equal(config.logLevel, 'debug');
     assert.equal(config.basicCacheSeconds, 0);
     assert.equal(config.shutdownGraceSeconds, 3600);
+    assert.equal(config.workers, 3);
   });
 
   it('variables override the YAML file; settings only in the file still apply', async (t) => {

@@ -1,11 +1,11 @@
-// Tests for the sign-in cookies: HMAC signing bound to the cookie name, Cookie header reading, Set-Cookie attributes, sessions with idle and absolute expiry, single-use sign-in state.
+// Tests for the sign-in cookies: HMAC signing bound to the cookie name, Cookie header reading, Set-Cookie attributes, self-contained sessions with idle and absolute expiry and sign-out, single-use sign-in state.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { clearCookie, CookieSigner, deriveKey, readCookies, setCookie } from '../src/ui/cookies.js';
 import { PendingSignIns, pendingCookieName } from '../src/ui/pending-sign-in.js';
-import { SessionStore, sessionCookieName } from '../src/ui/session.js';
+import { SessionCookies, SessionTooLarge, sessionCookieName, type SessionData } from '../src/ui/session.js';
 
 const signer = () => new CookieSigner(randomBytes(32));
 /** The cookie pair of a Set-Cookie value, as a browser sends it back. */
@@ -62,53 +62,82 @@ describe('cookie headers', () => {
   });
 });
 
-describe('SessionStore', () => {
+describe('SessionCookies', () => {
   const clock = () => {
     const time = { now: 1_000_000 };
     return { time, now: () => time.now };
   };
+  const alice: SessionData = { user: 'alice', groups: ['dev'], kind: 'password', authenticator: 'htpasswd', credential: 'fingerprint' };
+  /** The cookie's value with one character of its payload changed, signature kept. */
+  const tampered = (cookie: string) => {
+    const value = pair(cookie).slice(sessionCookieName.length + 1);
+    const changed = `${value[0] === 'A' ? 'B' : 'A'}${value.slice(1)}`;
+    return `${sessionCookieName}=${changed}`;
+  };
 
-  it('finds a session by its signed cookie; a forged, unknown or destroyed one is no session', () => {
+  it('reads the session its signed cookie carries; a forged, tampered or other key\'s cookie is no session', () => {
     const s = signer();
-    const store = new SessionStore<{ user: string }>({ signer: s });
-    const { session, cookie } = store.create({ user: 'alice' });
-    assert.match(cookie, new RegExp(`^${sessionCookieName}=[A-Za-z0-9_-]{43}\\.[A-Za-z0-9_-]{43}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=28800$`));
-    assert.equal(store.read(pair(cookie))?.data.user, 'alice');
-    assert.equal(store.read(`${sessionCookieName}=${session.id}`), undefined, 'an unsigned id');
-    assert.equal(store.read(`${sessionCookieName}=${s.sign(sessionCookieName, randomBytes(32).toString('base64url'))}`), undefined, 'a signed id that is no session');
-    assert.equal(store.read(`${sessionCookieName}=${signer().sign(sessionCookieName, session.id)}`), undefined, 'signed with another key');
-    assert.notEqual(store.create({ user: 'alice' }).session.id, session.id, 'every session gets a new random id');
-    assert.match(store.destroy(session), /Max-Age=0/);
-    assert.equal(store.read(pair(cookie)), undefined);
+    const sessions = new SessionCookies({ signer: s });
+    const { session, cookie } = sessions.create(alice);
+    assert.match(cookie, new RegExp(`^${sessionCookieName}=[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]{43}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=28800$`));
+    assert.match(session.id, /^[A-Za-z0-9_-]{43}$/);
+    assert.deepEqual(sessions.read(pair(cookie))?.session.data, alice);
+    assert.equal(new SessionCookies({ signer: s }).read(pair(cookie))?.session.id, session.id, 'another process with the same key reads it too');
+    assert.equal(sessions.read(`${sessionCookieName}=${session.id}`), undefined, 'an unsigned id');
+    assert.equal(sessions.read(tampered(cookie)), undefined, 'a changed payload');
+    const forged = Buffer.from(JSON.stringify({ v: 1, i: session.id, u: 'admin', g: [], k: 'password', a: 'htpasswd', c: 'x', t: Date.now(), l: Date.now() })).toString('base64url');
+    assert.equal(sessions.read(`${sessionCookieName}=${signer().sign(sessionCookieName, forged)}`), undefined, 'signed with another key');
+    assert.equal(sessions.read(`${sessionCookieName}=${s.sign('__Host-gw-sign-in', forged)}`), undefined, 'signed for another cookie');
+    assert.equal(sessions.read(`${sessionCookieName}=${s.sign(sessionCookieName, Buffer.from('{"v":1}').toString('base64url'))}`), undefined, 'a payload of the wrong shape');
+    assert.notEqual(sessions.create(alice).session.id, session.id, 'every session gets a new random id');
   });
 
-  it('ends a session after the idle time without use, and after the absolute time however used', () => {
+  it('ends a session after the idle time without use, and after the absolute time however used, renewing the cookie as it is used', () => {
     const { time, now } = clock();
-    const store = new SessionStore<string>({ signer: signer(), idleSeconds: 60, absoluteSeconds: 300, now });
-    const idle = pair(store.create('idle').cookie);
-    const busy = pair(store.create('busy').cookie);
-    time.now += 59_000;
-    assert.equal(store.read(busy)?.data, 'busy');
+    const sessions = new SessionCookies({ signer: signer(), idleSeconds: 60, absoluteSeconds: 300, renewAfterSeconds: 10, now });
+    const idle = pair(sessions.create({ ...alice, user: 'idle' }).cookie);
+    let busy = pair(sessions.create({ ...alice, user: 'busy' }).cookie);
+    time.now += 5_000;
+    assert.equal(sessions.read(busy)?.renewed, undefined, 'not renewed within renewAfter');
+    time.now += 54_000;
+    const read = sessions.read(busy);
+    assert.equal(read?.session.data.user, 'busy');
+    assert.match(read?.renewed ?? '', /Max-Age=241$/, 'renewed, expiring with the absolute time');
+    busy = pair(read!.renewed!);
     time.now += 1_000;
-    assert.equal(store.read(idle), undefined, 'idle for 60 s');
+    assert.equal(sessions.read(idle), undefined, 'idle for 60 s');
     for (let step = 0; step < 4; step += 1) {
       time.now += 58_000;
-      assert.equal(store.read(busy)?.data, 'busy', 'kept alive by use');
+      const again = sessions.read(busy);
+      assert.equal(again?.session.data.user, 'busy', 'kept alive by use');
+      busy = pair(again!.renewed!);
     }
     assert.equal(time.now, 292_000 + 1_000_000);
     time.now += 8_000;
-    assert.equal(store.read(busy), undefined, '300 s after sign-in');
+    assert.equal(sessions.read(busy), undefined, '300 s after sign-in');
   });
 
-  it('keeps at most maxSessions, ending the least recently used', () => {
-    const store = new SessionStore<number>({ signer: signer(), maxSessions: 2 });
-    const first = pair(store.create(1).cookie);
-    const second = pair(store.create(2).cookie);
-    assert.equal(store.read(first)?.data, 1);
-    store.create(3);
-    assert.equal(store.size, 2);
-    assert.equal(store.read(second), undefined);
-    assert.equal(store.read(first)?.data, 1);
+  it('refuses a session that was signed out, here and where the notice reaches, until it would have expired', () => {
+    const { time, now } = clock();
+    const s = signer();
+    const here = new SessionCookies({ signer: s, now });
+    const there = new SessionCookies({ signer: s, now });
+    const told: [string, number][] = [];
+    here.onSessionEnded((id, until) => told.push([id, until]));
+    const { session, cookie } = here.create(alice);
+    assert.match(here.end(session), /^__Host-gw-session=; .*Max-Age=0$/);
+    assert.equal(here.read(pair(cookie)), undefined);
+    assert.deepEqual(told, [[session.id, 1_000_000 + 8 * 3600 * 1000]]);
+    assert.equal(there.read(pair(cookie))?.session.id, session.id, 'before the notice');
+    there.endSession(...told[0]!);
+    assert.equal(there.read(pair(cookie)), undefined, 'after the notice');
+    time.now += 8 * 3600 * 1000;
+    assert.equal(here.isEnded(session.id), false, 'forgotten once expired');
+  });
+
+  it('refuses a session too large for a cookie', () => {
+    const sessions = new SessionCookies({ signer: signer() });
+    assert.throws(() => sessions.create({ ...alice, groups: Array.from({ length: 200 }, (_, i) => `group-${i}-${'x'.repeat(20)}`) }), SessionTooLarge);
   });
 });
 
@@ -119,7 +148,8 @@ describe('PendingSignIns', () => {
     const sign = new PendingSignIns(signer());
     const cookie = sign.cookie(pending);
     assert.match(cookie, new RegExp(`^${pendingCookieName}=\\S+; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=600$`));
-    assert.deepEqual(sign.take(pair(cookie)), { ok: true, pending });
+    assert.deepEqual(sign.take(pair(cookie)), { ok: true, pending, toPages: false });
+    assert.deepEqual(sign.take(pair(sign.cookie({ ...pending, state: 'state-fedcba9876543210' }, true))), { ok: true, pending: { ...pending, state: 'state-fedcba9876543210' }, toPages: true });
     assert.deepEqual(sign.take(pair(cookie)), { ok: false, reason: 'used' });
   });
 

@@ -1,6 +1,7 @@
 // Scopes: parse, format, merge and compare them, and what an identity is granted (the /v2/ side is in v2-route.ts).
 
 import { isRepositoryName } from './reference.js';
+import { RepositoryGlob, repositoryGlobProblem } from './rule-set.js';
 
 /** One entry of a token's `access` claim, and one parsed `scope` parameter. */
 export interface Access {
@@ -48,6 +49,41 @@ export function parseScope(scope: string): Access | undefined {
   if (type === 'repository' && !isRepositoryName(name)) return undefined;
   if (type === 'registry' && name !== 'catalog') return undefined;
   return { type, name, actions: [...new Set(actions)].sort() };
+}
+
+/** Whether a CI token's repository scope names a pattern (`team/*`, `app/**`) rather than one repository. */
+export function isScopePattern(name: string): boolean {
+  return /[*?]/.test(name);
+}
+
+/**
+ * A CI token's scope with a repository pattern, `repository:GLOB:ACTIONS` (globs as in the access
+ * rules, without {user}); undefined for anything else. Clients never request patterns: parseScope refuses them.
+ */
+export function parseScopePattern(scope: string): Access | undefined {
+  const first = scope.indexOf(':');
+  const last = scope.lastIndexOf(':');
+  if (first <= 0 || last === first || scope.slice(0, first) !== 'repository') return undefined;
+  const name = scope.slice(first + 1, last);
+  if (!isScopePattern(name) || name.includes('{') || name.length > 255 || repositoryGlobProblem(name) !== undefined) return undefined;
+  const actions = scope.slice(last + 1).split(',').filter((action) => action.length > 0);
+  if (actions.length === 0) return undefined;
+  return { type: 'repository', name, actions: [...new Set(actions)].sort() };
+}
+
+const scopeGlobs = new Map<string, RepositoryGlob>();
+
+/** Whether a token scope's repository name (or pattern) covers `name`. */
+function scopeCovers(scopeName: string, name: string): boolean {
+  if (scopeName === name) return true;
+  if (!isScopePattern(scopeName) || !isRepositoryName(name)) return false;
+  let glob = scopeGlobs.get(scopeName);
+  if (glob === undefined) {
+    if (scopeGlobs.size >= 4096) scopeGlobs.clear();
+    glob = new RepositoryGlob(scopeName);
+    scopeGlobs.set(scopeName, glob);
+  }
+  return glob.matches(name, null);
 }
 
 /** Parses every scope of a request; one parameter may hold several, space-separated. */
@@ -107,7 +143,9 @@ export function limitAccess(granted: readonly Access[], limit: readonly Access[]
   if (limit === undefined) return granted.map(copyAccess);
   const result: Access[] = [];
   for (const entry of granted) {
-    const allowed = limit.filter((l) => l.type === entry.type && l.name === entry.name).flatMap((l) => [...expand(l.actions)]);
+    const allowed = limit
+      .filter((l) => l.type === entry.type && (l.type === 'repository' ? scopeCovers(l.name, entry.name) : l.name === entry.name))
+      .flatMap((l) => [...expand(l.actions)]);
     const actions = entry.actions.filter((action) => allowed.includes(action));
     if (actions.length > 0) result.push({ type: entry.type, name: entry.name, actions });
   }

@@ -36,6 +36,9 @@ function liveSet(records: readonly CiTokenRecord[]): LiveSet {
 
 const invalid: CiTokenVerdict = Object.freeze({ outcome: 'invalid' });
 
+/** Revocation notices remembered at most (each until the file drops the token). */
+const maxRevokedMarks = 10_000;
+
 export interface CiTokenStoreOptions extends WatchedFileOptions {
   users: KnownUsers;
   /**
@@ -74,6 +77,8 @@ export function tokenIdentity(user: string, credential: string, grant: CiTokenGr
 export class CiTokenStore extends WatchedFile<LiveSet> {
   readonly #users: KnownUsers;
   readonly #signInProviders: ReadonlySet<string>;
+  /** Ids another gateway said were revoked, refused until the file no longer holds them (oldest first). */
+  readonly #revoked = new Set<string>();
 
   constructor(file: string, options: CiTokenStoreOptions) {
     super(file, { label: 'CI tokens file', holds: 'tokens', setting: 'ci_tokens' }, options);
@@ -89,7 +94,17 @@ export class CiTokenStore extends WatchedFile<LiveSet> {
   }
 
   protected parse(text: string): LiveSet {
-    return liveSet(parseTokenFile(text, this.file));
+    const tokens = liveSet(parseTokenFile(text, this.file));
+    // A token the file no longer holds needs no mark: the file refuses it now, on every gateway that reads it.
+    for (const id of this.#revoked) if (!tokens.has(id)) this.#revoked.delete(id);
+    return tokens;
+  }
+
+  /** Refuses the token from now on, before the file says so (a revocation notice from another gateway). */
+  revoke(id: string): void {
+    this.#revoked.delete(id);
+    this.#revoked.add(id);
+    if (this.#revoked.size > maxRevokedMarks) this.#revoked.delete(this.#revoked.values().next().value as string);
   }
 
   protected contentWhenMissing(): LiveSet {
@@ -113,7 +128,7 @@ export class CiTokenStore extends WatchedFile<LiveSet> {
   /** The token, while it is in the file, unexpired, and its user exists. */
   #usable(id: string, now: number): LiveToken | undefined {
     const token = this.content.get(id);
-    if (token === undefined) return undefined;
+    if (token === undefined || this.#revoked.has(id)) return undefined;
     if (token.expiresAt !== null && token.expiresAt <= now) return undefined;
     if (token.record.source === undefined) return this.#users.has(token.record.user) ? token : undefined;
     if (token.record.source !== 'oidc' || token.expiresAt === null) return undefined;

@@ -3,9 +3,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { copyAccess, formatScope, mergeAccess, parseScope, type Access } from '../access/access.js';
+import { copyAccess, formatScope, mergeAccess, parseScope, parseScopePattern, type Access } from '../access/access.js';
 import { CliError, FileFormatError } from '../errors.js';
 import { editFileExclusively, isMissing, writeFileAtomically } from '../config/files.js';
+import { tellRevoked } from './ci-token-revocations.js';
 import { validateUserName } from './htpasswd.js';
 import { maxGroups, maxOriginLength, originProblem, validOrigin, type SignInOrigin } from './token-origin.js';
 
@@ -101,9 +102,9 @@ function validScopeList(texts: readonly string[]): Access[] {
 }
 
 function validScope(text: string): Access {
-  const access = parseScope(text);
+  const access = parseScope(text) ?? parseScopePattern(text);
   if (access === undefined) {
-    throw new CliError(`invalid scope "${text}": expected repository:NAME:ACTIONS (e.g. repository:app:pull,push) or registry:catalog:*`);
+    throw new CliError(`invalid scope "${text}": expected repository:NAME:ACTIONS (e.g. repository:app:pull,push; NAME may be a pattern such as app/* or team/**) or registry:catalog:*`);
   }
   const allowed = grantableActions[access.type] ?? [];
   const unknown = access.actions.filter((action) => !allowed.includes(action));
@@ -308,11 +309,13 @@ export async function createCiToken(
  * (the file is then left as it was).
  */
 export async function revokeCiToken(file: string, id: string, owned: (record: CiTokenRecord) => boolean = () => true): Promise<boolean> {
-  return editRecords(file, (records) => {
+  const revoked = await editRecords(file, (records) => {
     const kept = records.filter((record) => record.id !== id || !owned(record));
     if (kept.length === records.length) return { result: false };
     return { records: kept, result: true };
   });
+  if (revoked) tellRevoked(file, [id]);
+  return revoked;
 }
 
 /**
@@ -321,11 +324,13 @@ export async function revokeCiToken(file: string, id: string, owned: (record: Ci
  * provider's user of the same name are someone else's and stay.
  */
 export async function revokeCiTokensOfUser(file: string, user: string): Promise<number> {
-  return editRecords(file, (records) => {
+  const removed = await editRecords(file, (records) => {
     const kept = records.filter((record) => record.user !== user || record.source !== undefined);
-    const removed = records.length - kept.length;
-    return removed === 0 ? { result: 0 } : { records: kept, result: removed };
+    const gone = records.filter((record) => !kept.includes(record)).map((record) => record.id);
+    return gone.length === 0 ? { result: [] } : { records: kept, result: gone };
   });
+  tellRevoked(file, removed);
+  return removed.length;
 }
 
 /** Oldest first; an empty list when the file does not exist. */

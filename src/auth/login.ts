@@ -10,7 +10,8 @@ import { RegistryError } from '../errors.js';
 import type { UserStore } from './htpasswd.js';
 import { HtpasswdAuthenticator } from './htpasswd-authenticator.js';
 import type { SuccessCache } from './success-cache.js';
-import { addressGroup, type LoginThrottle } from './throttle.js';
+import { addressGroup } from './throttle.js';
+import type { Throttle } from '../state/shared-throttle.js';
 
 export { identityOfPassword } from './htpasswd-authenticator.js';
 
@@ -19,7 +20,8 @@ export interface LoginServices {
   authenticator: Authenticator;
   users: UserStore;
   ciTokens: CiTokenStore;
-  throttle: LoginThrottle;
+  /** This process's LoginThrottle, or one that shares its counts with other gateways. */
+  throttle: Throttle;
   /** The authenticators in their configured order; without it, the CI tokens, then htpasswd. */
   chain?: AuthenticatorChain;
   /** Logins that succeeded moments ago (basic_cache_ttl); without it, nothing is remembered here. */
@@ -88,7 +90,7 @@ export async function logIn(
     noteSuccess(log, remembered);
     return remembered;
   }
-  const guess = services.throttle.admit(user, from, key);
+  const guess = await services.throttle.admit(user, from, key);
   if (!guess.allowed) {
     log.reason = 'throttled';
     throw new RegistryError('TOOMANYREQUESTS', 'too many failed logins; try again later').withHeader('Retry-After', String(guess.retryAfterSeconds));
@@ -119,7 +121,7 @@ export async function logIn(
     if (answer.kind === 'no' && !chain.countsGuessesOf(answer.by)) {
       throw new RegistryError('UNAUTHORIZED', 'incorrect username or password').withHeader('WWW-Authenticate', basicChallenge(realm));
     }
-    const delay = guess.failed();
+    const delay = await guess.failed();
     if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
     throw new RegistryError('UNAUTHORIZED', 'incorrect username or password').withHeader('WWW-Authenticate', basicChallenge(realm));
   } catch (error) {

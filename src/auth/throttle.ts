@@ -193,6 +193,25 @@ export class LoginThrottle {
     return this.#delayAfter(this.#current(throttleKey(user, address))?.failures ?? 0);
   }
 
+  /** The delay that follows this many failures of one key. */
+  delayAfter(failures: number): number {
+    return this.#delayAfter(failures);
+  }
+
+  /** The key's failures as other gateways counted them too (shared state): replaces this process's count. */
+  adoptFailures(user: string, address: string, failures: number): void {
+    const key = throttleKey(user, address);
+    const entry = this.#current(key);
+    if (entry === undefined && failures === 0) return;
+    this.#touch(key, entry).failures = failures;
+    if (failures === 0) this.#clear(key);
+  }
+
+  /** A key with no failure and no check for this long starts afresh. */
+  get forgetAfterMs(): number {
+    return this.#forgetAfterMs;
+  }
+
   /** Number of keys remembered. */
   get size(): number {
     return this.#entries.size;
@@ -318,7 +337,8 @@ function nonNegativeInteger(name: string, value: number): number {
   return value;
 }
 
-function throttleKey(user: string, address: string): string {
+/** The key failures are counted under: the user (hashed when very long) and the address group. */
+export function throttleKey(user: string, address: string): string {
   const group = addressGroup(address);
   if (user.length <= maxKeyUserLength) return JSON.stringify([group, user]);
   return JSON.stringify([group, null, createHash('sha256').update(user, 'utf8').digest('base64url')]);

@@ -4,8 +4,9 @@ import type { Command } from 'commander';
 import { loadConfig, type Config } from '../config/config.js';
 import { FileLockError } from '../config/files.js';
 import { CliError } from '../errors.js';
-import { gatewayName, liveReports, operator, readMaintenanceState, reportFolder, switchOff, switchOn } from '../ops/maintenance-file.js';
+import { gatewayName, liveReports, operator, type MaintenanceState, readMaintenanceState, reportFolder, switchOff, switchOn } from '../ops/maintenance-file.js';
 import { DrainTimeout, waitForWritesToDrain } from '../ops/maintenance-wait.js';
+import { announceMaintenanceFromCommand } from '../state/command-notices.js';
 
 interface CommonOptions {
   config?: string;
@@ -44,6 +45,7 @@ async function on(options: CommonOptions & { reason?: string; wait?: number }): 
       ? `read-only maintenance is ON (${file}): gateways sharing it refuse writes with 503 within a second; pulls go on\n`
       : `read-only maintenance was already on since ${state.since ?? '?'} (by ${state.by ?? '?'}); left as it is\n`,
   );
+  if (outcome.changed) await tellGateways(config, state);
   if (options.wait === undefined) return;
   try {
     const drained = await waitForWritesToDrain({
@@ -64,6 +66,14 @@ async function off(options: CommonOptions): Promise<void> {
   const config = settingsFor(options);
   const outcome = await switching(() => switchOff(config.maintenanceFile, operator('gateway maintenance off')));
   process.stdout.write(outcome.changed ? 'read-only maintenance is OFF: gateways accept writes again within a second\n' : 'read-only maintenance was not on\n');
+  // Told even when this file was off already: a gateway that took an "on" from elsewhere takes this later "off".
+  await tellGateways(config, outcome.state);
+}
+
+/** With redis_url: the switch reaches the gateways that do not share the file too. */
+async function tellGateways(config: Readonly<Config>, state: MaintenanceState): Promise<void> {
+  const told = await announceMaintenanceFromCommand(config, state);
+  if (told !== undefined) (told.startsWith('warning:') ? process.stderr : process.stdout).write(`${told}\n`);
 }
 
 async function status(options: CommonOptions): Promise<void> {

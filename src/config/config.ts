@@ -7,7 +7,7 @@ import { ConfigError } from '../errors.js';
 import { parseProviders, providersSource, type ProviderConfig, type ProvidersSource } from './providers.js';
 import { parseRetention, retentionSource, type RetentionRule, type RetentionSource } from '../ops/retention-rules.js';
 import { parseWebhooks, webhooksSource, type WebhookConfig, type WebhooksSource } from '../ops/webhook-config.js';
-import { settingKeys, settingName, settings, settingTable, type ListenAddress, type LogLevel, type SettingKey, type SettingValue } from './settings.js';
+import { defaultWorkers, settingKeys, settingName, settings, settingTable, type ListenAddress, type LogLevel, type SettingKey, type SettingValue } from './settings.js';
 
 export { parseListen, settingDefault, settings, settingsHelp, settingsMarkdownTable, type ListenAddress, type SettingDoc } from './settings.js';
 
@@ -38,6 +38,8 @@ export interface Config {
   logLevel: LogLevel;
   basicCacheSeconds: number;
   shutdownGraceSeconds: number;
+  /** Processes `serve` answers clients with (1: one process, as a library start always is). */
+  workers: number;
   /** Upstream requests one client address may have in flight. */
   upstreamPerClient: number;
   /** Seconds a request body may send nothing before both sides are closed. */
@@ -62,10 +64,25 @@ export interface Config {
   registryConfig: string | undefined;
   /** When `serve` collects garbage itself (cron), embedded registry only; undefined: never. */
   gcSchedule: string | undefined;
+  /** The Redis gateways share state through; undefined: each gateway on its own. */
+  redis: RedisConfig | undefined;
+  /** The web pages at `/` (browse, sign-in, tokens). */
+  ui: boolean;
+  /** Origins whose scripts may call /v2/ and /token (CORS), exactly as browsers send Origin; empty: none. */
+  corsOrigins: string[];
   /** Tag retention rules from the YAML `retention:` list (no variables); absent without that section. */
   retention?: RetentionRule[];
   /** Webhook receivers from the YAML `webhooks:` list (no variables); absent without that section. */
   webhooks?: WebhookConfig[];
+}
+
+export interface RedisConfig {
+  /** redis:// or rediss://, with the password when it was given there (describeConfig hides it). */
+  url: URL;
+  /** File holding the password, read when the gateway starts. */
+  passwordFile: string | undefined;
+  /** Before every key and channel. */
+  prefix: string;
 }
 
 export interface AcmeConfig {
@@ -196,7 +213,7 @@ export function loadConfig(options: LoadConfigOptions): LoadedConfig {
   };
   const resolvedPath = (key: SettingKey & ('tls_cert' | 'tls_key' | 'htpasswd' | 'ci_tokens' | 'token_key' | 'token_cert' | 'data_dir' | 'maintenance_file')): string =>
     path.resolve(given.get(key)?.baseDir ?? options.cwd, value(key));
-  const optionalPath = (key: 'access' | 'registry_bin' | 'acme_ca' | 'registry_config'): string | undefined => {
+  const optionalPath = (key: 'access' | 'registry_bin' | 'acme_ca' | 'registry_config' | 'redis_password_file'): string | undefined => {
     const chosen = value(key);
     return chosen === undefined ? undefined : path.resolve(given.get(key)?.baseDir ?? options.cwd, chosen);
   };
@@ -257,6 +274,7 @@ export function loadConfig(options: LoadConfigOptions): LoadedConfig {
     logLevel: value('log_level'),
     basicCacheSeconds: value('basic_cache_ttl'),
     shutdownGraceSeconds: value('shutdown_grace'),
+    workers: value('workers') ?? defaultWorkers(),
     upstreamPerClient: value('upstream_per_client'),
     bodyIdleSeconds: value('body_idle_timeout'),
     ...(read?.providers === undefined ? {} : { providers: parseProviders(read.providers) }),
@@ -269,10 +287,30 @@ export function loadConfig(options: LoadConfigOptions): LoadedConfig {
     auditLog: auditTarget(),
     registryConfig: optionalPath('registry_config'),
     gcSchedule: value('gc_schedule').schedule,
+    redis: redisConfig(value('redis_url').url, optionalPath('redis_password_file'), value('redis_prefix')),
+    ui: value('ui'),
+    corsOrigins: value('cors_origins'),
     ...(read?.retention === undefined ? {} : { retention: parseRetention(read.retention) }),
     ...(read?.webhooks === undefined ? {} : { webhooks: parseWebhooks(read.webhooks) }),
   };
   return { config: Object.freeze(config), warnings };
+}
+
+/** Redis settings, when a URL is given; a password both in the URL and in a file is one too many. */
+function redisConfig(url: URL | undefined, passwordFile: string | undefined, prefix: string): RedisConfig | undefined {
+  if (url === undefined) return undefined;
+  if (passwordFile !== undefined && url.password !== '') {
+    throw new ConfigError(settingName('redis_password_file'), 'the Redis password is in GATEWAY_REDIS_URL (redis_url) as well: give it in one place');
+  }
+  return { url, passwordFile, prefix };
+}
+
+/** The URL with its password replaced, for output. */
+function redactedUrl(url: URL): string {
+  if (url.password === '') return url.href;
+  const shown = new URL(url.href);
+  shown.password = '***';
+  return shown.href;
 }
 
 /** The effective configuration as YAML-ready data with paths and URLs as strings (no secrets live in Config). */
@@ -298,6 +336,7 @@ export function describeConfig(config: Readonly<Config>): Record<SettingKey, unk
     log_level: config.logLevel,
     basic_cache_ttl: config.basicCacheSeconds,
     shutdown_grace: config.shutdownGraceSeconds,
+    workers: config.workers,
     upstream_per_client: config.upstreamPerClient,
     body_idle_timeout: config.bodyIdleSeconds,
     acme: config.acme ? 'on' : 'off',
@@ -312,6 +351,11 @@ export function describeConfig(config: Readonly<Config>): Record<SettingKey, unk
     audit_log: config.auditLog ?? unset('audit_log'),
     registry_config: config.registryConfig ?? unset('registry_config'),
     gc_schedule: config.gcSchedule ?? unset('gc_schedule'),
+    redis_url: config.redis ? redactedUrl(config.redis.url) : unset('redis_url'),
+    redis_password_file: config.redis?.passwordFile ?? unset('redis_password_file'),
+    redis_prefix: config.redis?.prefix ?? unset('redis_prefix'),
+    ui: config.ui ? 'on' : 'off',
+    cors_origins: config.corsOrigins.length ? config.corsOrigins.join(',') : unset('cors_origins'),
     http_listen: config.httpListen ? `${config.httpListen.host.includes(':') ? `[${config.httpListen.host}]` : config.httpListen.host}:${config.httpListen.port}` : unset('http_listen'),
   };
 }

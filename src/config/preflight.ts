@@ -234,6 +234,7 @@ export async function preflight(config: Readonly<Config>, env: NodeJS.ProcessEnv
   await checkProviderFiles(config.providers ?? []);
   await checkSignInFiles(config);
   if (config.auditLog !== undefined && config.auditLog !== 'stdout') await checkAuditLog(config.auditLog);
+  if (config.redis?.passwordFile !== undefined) await readSettingFile('redis_password_file', config.redis.passwordFile);
   for (const webhook of config.webhooks ?? []) {
     readWebhookSecret(webhook);
     readWebhookCa(webhook);

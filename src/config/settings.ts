@@ -1,6 +1,7 @@
 // The settings table: each setting's YAML key, variable, default (written only here), meaning and value schema.
 
 import net from 'node:net';
+import os from 'node:os';
 import { Cron } from 'croner';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
@@ -97,6 +98,39 @@ function cronSchedule(value: string | undefined): { schedule: string | undefined
   }
 }
 
+/** A redis:// or rediss:// URL with a host and at most a database number as its path, or the reason it is not one. */
+function redisUrl(value: string): { url: URL } | string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'is not a URL (expected e.g. redis://redis:6379)';
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') return 'must be a redis:// or rediss:// URL';
+  if (url.hostname === '') return 'must name a host, e.g. redis://redis:6379';
+  if (!/^\/?(\d{1,2})?$/.test(url.pathname) || url.search || url.hash) return 'may have a database number as its path (redis://HOST:PORT/0), nothing else';
+  try {
+    decodeURIComponent(url.username);
+    decodeURIComponent(url.password);
+  } catch {
+    return 'has a user or password that is not properly percent-encoded';
+  }
+  return { url };
+}
+
+/** Exact origins (scheme, host, port) as browsers send them in Origin; no wildcard. */
+function corsOrigins(value: string | string[] | undefined): string[] | string {
+  const items = (Array.isArray(value) ? value : (value ?? '').split(',')).map((item) => String(item).trim()).filter((item) => item.length > 0);
+  const result: string[] = [];
+  for (const item of items) {
+    if (item === '*' || item === 'null') return `"${item}" is not allowed: name each origin, e.g. https://ui.example.com`;
+    const url = origin(item, ['http:', 'https:'], 'https://ui.example.com', `"${item}" must be an origin only (scheme, host, port), with no path, query or credentials`);
+    if (typeof url === 'string') return url;
+    result.push(url.origin);
+  }
+  return [...new Set(result)];
+}
+
 function httpsUrl(value: string): URL | string {
   try {
     const url = new URL(value);
@@ -123,6 +157,11 @@ function wholeNumber(min: number, max: number) {
   return z
     .union([z.number(), z.string().regex(/^\s*\d+\s*$/, message).transform(Number)], message)
     .pipe(z.number().int(message).min(min, message).max(max, message));
+}
+
+/** GATEWAY_WORKERS when not given: one per core, at most 8 (beyond, the per-process memory buys little). */
+export function defaultWorkers(): number {
+  return Math.min(os.availableParallelism(), 8);
 }
 
 const text = (message = 'must be text') => z.string(message);
@@ -240,6 +279,13 @@ export const settingTable = {
     default: 60,
     description: 'seconds a successful password check is remembered (basic mode and `/token`, 0 to 3600); never outlives a password change',
     schema: wholeNumber(0, 3600),
+  }),
+  workers: setting({
+    env: 'GATEWAY_WORKERS',
+    defaultText: 'the number of CPU cores, at most 8',
+    description:
+      '`serve` only: processes that answer clients on the one port (1 to 64); `1` runs everything in one process. The embedded registry, `gc_schedule` and ACME orders run once, in the process that supervises them',
+    schema: wholeNumber(1, 64).optional(),
   }),
   shutdown_grace: setting({
     env: 'GATEWAY_SHUTDOWN_GRACE',
@@ -362,6 +408,44 @@ export const settingTable = {
     defaultText: 'off',
     description: 'embedded registry only: when `serve` runs `gateway gc` itself, as a cron expression (5 fields, or 6 with seconds), e.g. `30 3 * * 0`; local time',
     schema: text().optional().transform(checked((value: string | undefined) => cronSchedule(value))),
+  }),
+  redis_url: setting({
+    env: 'GATEWAY_REDIS_URL',
+    defaultText: 'off: each gateway counts on its own',
+    description:
+      'Redis shared by several gateways (`redis://[USER:PASSWORD@]HOST[:PORT][/DB]`, `rediss://` for TLS): login-failure counts, token revocations and maintenance reach all of them at once; while it is away each gateway goes on alone',
+    schema: text()
+      .optional()
+      .transform(checked((value: string | undefined) => (value === undefined || value.trim() === '' ? { url: undefined } : redisUrl(value.trim())))),
+  }),
+  redis_password_file: setting({
+    env: 'GATEWAY_REDIS_PASSWORD_FILE',
+    defaultText: 'the password in `redis_url`, if any',
+    isPath: true,
+    description: "file holding the Redis password (read at start; a trailing newline is ignored), instead of writing it in `redis_url`",
+    schema: text().optional(),
+  }),
+  redis_prefix: setting({
+    env: 'GATEWAY_REDIS_PREFIX',
+    default: 'registry-gateway:',
+    description: 'put before every Redis key and channel of this deployment, so that several deployments can share one Redis',
+    schema: text().regex(/^[\x21-\x7e]{1,64}$/, 'must be 1 to 64 printable ASCII characters without spaces'),
+  }),
+  ui: setting({
+    env: 'GATEWAY_UI',
+    default: 'on',
+    description:
+      'the web pages at `/`: what you may pull (search, tags, manifests), deletes, sign-in with the `docker login` credentials, access tokens; `off`: `/` answers 404 (the OIDC sign-in at `/login` stays)',
+    schema: z
+      .union([z.boolean(), z.enum(['on', 'off', 'true', 'false'])], 'must be "on" or "off"')
+      .transform((value) => value === true || value === 'on' || value === 'true'),
+  }),
+  cors_origins: setting({
+    env: 'GATEWAY_CORS_ORIGINS',
+    defaultText: 'none',
+    description:
+      'origins whose scripts may call `/v2/` and `/token` (a UI hosted elsewhere), exactly, separated by commas (a list in YAML), e.g. `https://ui.example.com`: their preflights are answered before authentication and `Docker-Content-Digest`, `WWW-Authenticate` and `Link` are exposed to them',
+    schema: z.union([z.string(), z.array(z.string())], 'must be origins separated by commas, or a list').optional().transform(checked(corsOrigins)),
   }),
 };
 

@@ -44,6 +44,8 @@ export function accessLog(logger: Logger, events?: EventBus) {
           events.emit(event);
         }
       }
+      // Above info (GATEWAY_LOG_LEVEL=warn), the line is never written: nor is it built.
+      if (!logger.isLevelEnabled('info')) return;
       logger.info(
         {
           user,

@@ -59,6 +59,8 @@ export interface MaintenanceModeOptions {
   logger: Logger;
   /** Hears every switch this gateway notices (the event bus). */
   onSwitch?(state: MaintenanceState): void;
+  /** Hears each new state of the switch file (to pass on to gateways that do not share it). */
+  onFileChange?(state: MaintenanceState): void;
   /** How often the report is rewritten while nothing changes (tests shorten it). */
   heartbeatMs?: number;
 }
@@ -74,6 +76,8 @@ export class MaintenanceMode {
   readonly #reportFile: string;
   readonly #base: Pick<GatewayReport, 'host' | 'pid' | 'instance' | 'startedAt'>;
   #inForce: MaintenanceState | undefined;
+  /** The state other gateways passed on (shared state); in force when it was switched after the file's. */
+  #offered: MaintenanceState | undefined;
   #inFlight = 0;
   #timer: NodeJS.Timeout | undefined;
   #stopWatching: (() => void) | undefined;
@@ -84,7 +88,10 @@ export class MaintenanceMode {
 
   constructor(options: MaintenanceModeOptions) {
     this.#options = options;
-    this.#switch = new MaintenanceSwitchFile(options.file, options.logger, () => this.#adopt());
+    this.#switch = new MaintenanceSwitchFile(options.file, options.logger, () => {
+      this.#adopt();
+      options.onFileChange?.(this.#switch.state);
+    });
     this.#base = { host: os.hostname(), pid: process.pid, instance: randomBytes(6).toString('hex'), startedAt: new Date().toISOString() };
     this.#reportFile = reportFile(options.file, this.#base.host, this.#base.pid);
   }
@@ -135,6 +142,17 @@ export class MaintenanceMode {
     return true;
   }
 
+  /** What the switch file says (whatever another gateway passed on). */
+  get fileState(): MaintenanceState {
+    return this.#switch.state;
+  }
+
+  /** A state another gateway passed on: in force when it was switched later than the file's state. */
+  offer(state: MaintenanceState): void {
+    this.#offered = state;
+    if (this.#inForce !== undefined) this.#adopt();
+  }
+
   /** Re-reads the switch now (what the watcher does on a change); true when a new state is in force. */
   reload(): Promise<boolean> {
     return this.#switch.reload();
@@ -150,7 +168,7 @@ export class MaintenanceMode {
   }
 
   #adopt(): void {
-    const next = this.#switch.state;
+    const next = latestSwitch(this.#switch.state, this.#offered);
     const previous = this.#inForce;
     this.#inForce = next;
     if (previous !== undefined && previous.on === next.on && previous.id === next.id) return;
@@ -195,6 +213,13 @@ export class MaintenanceMode {
     });
     return this.#writing;
   }
+}
+
+/** The state switched last (by `since`); the file's when neither says, or both say the same time. */
+export function latestSwitch(file: MaintenanceState, offered: MaintenanceState | undefined): MaintenanceState {
+  if (offered?.since === undefined) return file;
+  if (file.since === undefined) return offered;
+  return Date.parse(offered.since) > Date.parse(file.since) ? offered : file;
 }
 
 const reads = new Set(['GET', 'HEAD']);

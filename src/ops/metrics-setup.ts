@@ -2,6 +2,7 @@
 
 import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import type { Config } from '../config/config.js';
 import { settingName } from '../config/settings.js';
 import { ConfigError } from '../errors.js';
@@ -25,6 +26,8 @@ export interface MetricsWiring {
   auditFailures(): number;
   /** Each webhook receiver's queue and counts. */
   webhooks(): readonly WebhookCounts[];
+  /** The state shared with other gateways and whether it answers; undefined when nothing is shared. */
+  sharedState?(): { backend: string; up: boolean } | undefined;
 }
 
 export interface GatewayMetricsRunning {
@@ -32,6 +35,8 @@ export interface GatewayMetricsRunning {
   listen(): Promise<void>;
   /** The bound port, once listening. */
   readonly port: number | undefined;
+  /** What is counted: the gateway's registry and the process's (a cluster worker hands them to its primary). */
+  readonly registries: Registry[];
   /** tls_cert was read again (SIGHUP): its expiry is what is served now. */
   certificateChanged(pem: string | Buffer): void;
   close(): Promise<void>;
@@ -64,32 +69,20 @@ export function createGatewayMetrics(config: Readonly<Config>, wiring: MetricsWi
     },
     auditFailures: wiring.auditFailures,
     webhooks: wiring.webhooks,
+    sharedState: wiring.sharedState,
   });
   const stopListening = wiring.events.on(metrics.observe);
   const render = async () => (await metrics.render()) + (await processMetrics().metrics());
   let listener: RunningMetricsListener | undefined;
-  const shown = `${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
   return {
     async listen() {
-      try {
-        listener = await startMetricsListener({
-          listen: address,
-          render,
-          contentType: metrics.registry.contentType,
-          onError: (error) => wiring.logger.error({ err: error.message }, 'metrics scrape failed'),
-        });
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
-        if (config.metricsListenGiven) throw new ConfigError(settingName('metrics_listen'), `cannot listen on ${shown} (${code})`);
-        stopListening();
-        wiring.logger.warn({ listen: shown, err: code }, `no metrics: the default metrics address is taken; set ${settingName('metrics_listen')} to another address, or empty to turn metrics off`);
-        return;
-      }
-      wiring.logger.info({ url: `http://${shown.replace(/:\d+$/, `:${listener.address.port}`)}/metrics` }, 'metrics listening');
+      listener = await listenForMetrics(config, wiring.logger, render, metrics.registry.contentType);
+      if (listener === undefined) stopListening();
     },
     get port() {
       return listener?.address.port;
     },
+    registries: [metrics.registry, processMetrics()],
     certificateChanged(pem) {
       fileNotAfter = certificateNotAfter(pem) ?? fileNotAfter;
     },
@@ -98,4 +91,24 @@ export function createGatewayMetrics(config: Readonly<Config>, wiring: MetricsWi
       await listener?.close();
     },
   };
+}
+
+/**
+ * Opens the metrics listener on metrics_listen (set) for `render`; undefined when the default address
+ * is taken (a warning says so), a ConfigError when the address was given and cannot be had.
+ */
+export async function listenForMetrics(config: Readonly<Config>, logger: Logger, render: () => Promise<string>, contentType: string): Promise<RunningMetricsListener | undefined> {
+  const address = config.metricsListen!;
+  const shown = `${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
+  let listener: RunningMetricsListener;
+  try {
+    listener = await startMetricsListener({ listen: address, render, contentType, onError: (error) => logger.error({ err: error.message }, 'metrics scrape failed') });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    if (config.metricsListenGiven) throw new ConfigError(settingName('metrics_listen'), `cannot listen on ${shown} (${code})`);
+    logger.warn({ listen: shown, err: code }, `no metrics: the default metrics address is taken; set ${settingName('metrics_listen')} to another address, or empty to turn metrics off`);
+    return undefined;
+  }
+  logger.info({ url: `http://${shown.replace(/:\d+$/, `:${listener.address.port}`)}/metrics` }, 'metrics listening');
+  return listener;
 }

@@ -16,6 +16,8 @@ export interface MetricSources {
   auditFailures?(): number;
   /** Each webhook receiver's queue and counts, named as in the config. */
   webhooks?(): readonly WebhookCounts[];
+  /** The state shared with other gateways (Redis): its kind and whether it answers now; undefined when nothing is shared. */
+  sharedState?(): { backend: string; up: boolean } | undefined;
 }
 
 export interface WebhookCounts {
@@ -33,7 +35,7 @@ const webhookResults = ['delivered', 'retried', 'failed', 'dropped'] as const;
 /** Adds the scrape-time metrics to `registry`. */
 export function registerSourceMetrics(registry: Registry, sources: MetricSources): void {
   const registers = [registry];
-  const { passwordChecks, upstreams, failovers, certificateNotAfter, auditFailures, webhooks } = sources;
+  const { passwordChecks, upstreams, failovers, certificateNotAfter, auditFailures, webhooks, sharedState } = sources;
   if (passwordChecks) {
     const waiting: Gauge = new Gauge({
       name: 'registry_gateway_password_checks_waiting',
@@ -54,6 +56,8 @@ export function registerSourceMetrics(registry: Registry, sources: MetricSources
       help: 'Whether the gateway believes a backend registry is up (health checks and failures seen): 1 or 0.',
       labelNames: ['upstream'] as const,
       registers,
+      // Across cluster workers: the worst any of them sees.
+      aggregator: 'min',
       collect: () => {
         for (const upstream of upstreams()) up.set({ upstream: upstream.url.origin }, upstream.healthy ? 1 : 0);
       },
@@ -76,6 +80,8 @@ export function registerSourceMetrics(registry: Registry, sources: MetricSources
       help: 'When the TLS certificate served now expires (notAfter), seconds since the epoch; source: "acme" or "tls_cert".',
       labelNames: ['source'] as const,
       registers,
+      // Across cluster workers: the worst any of them sees.
+      aggregator: 'min',
       collect: () => {
         const served = certificateNotAfter();
         expiry.reset();
@@ -116,6 +122,21 @@ export function registerSourceMetrics(registry: Registry, sources: MetricSources
           queue.set({ webhook: stats.name, state: 'queued' }, stats.queued);
           queue.set({ webhook: stats.name, state: 'in_flight' }, stats.inFlight);
         }
+      },
+    });
+  }
+  if (sharedState) {
+    const up: Gauge<'backend'> = new Gauge({
+      name: 'registry_gateway_shared_state_up',
+      help: 'Whether the state shared with other gateways (backend "redis") answers: 1, or 0 while each gateway throttles logins on its own.',
+      labelNames: ['backend'] as const,
+      registers,
+      // Across cluster workers: the worst any of them sees.
+      aggregator: 'min',
+      collect: () => {
+        const shared = sharedState();
+        up.reset();
+        if (shared !== undefined) up.set({ backend: shared.backend }, shared.up ? 1 : 0);
       },
     });
   }

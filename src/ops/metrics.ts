@@ -75,7 +75,7 @@ export class GatewayMetrics {
   readonly #denied = new Counter({ name: 'registry_gateway_access_denied_total', help: 'Requests or token scopes refused by the access rules, by route kind.', labelNames: ['route'] as const, registers: [this.registry] });
   readonly #tagMoves = new Counter({ name: 'registry_gateway_tag_moves_refused_total', help: 'Pushes refused because they would move an immutable tag.', registers: [this.registry] });
   readonly #reloads = new Counter({ name: 'registry_gateway_config_reloads_total', help: 'Reloads of a watched file (htpasswd, access rules, CI tokens, TLS certificate), by file and result ("reloaded" or "rejected").', labelNames: ['file', 'result'] as const, registers: [this.registry] });
-  readonly #maintenance = new Gauge({ name: 'registry_gateway_maintenance', help: 'Read-only maintenance: 1 while writes are refused, else 0.', registers: [this.registry] });
+  readonly #maintenance = new Gauge({ name: 'registry_gateway_maintenance', help: 'Read-only maintenance: 1 while writes are refused, else 0.', registers: [this.registry], aggregator: 'max' });
 
   constructor(options: GatewayMetricsOptions) {
     this.#repositories = new BoundedLabel(options.maxRepositories);

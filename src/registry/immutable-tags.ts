@@ -5,7 +5,7 @@ import type { Request, Response } from 'express';
 import type { Authorizer } from '../access/access.js';
 import { RegistryError } from '../errors.js';
 import { isTag } from '../access/reference.js';
-import { KeyedLock, runHoldingUntilResponseEnds } from './tag-locks.js';
+import { keyedLock, runHoldingUntilResponseEnds } from './tag-locks.js';
 import type { UpstreamPool } from './upstreams.js';
 
 /** The registry refuses manifests over 4 MiB itself; reading that much to compare digests is cheap. */
@@ -152,12 +152,12 @@ export interface ImmutableTagGuardOptions {
  * The manifest requests that could move an immutable tag, checked and forwarded one at a time per
  * repository: a tag PUT of an immutable tag, and a delete by digest (which may drop such a tag).
  * One lock per repository covers both, so a delete's check cannot miss a tag pushed meanwhile;
- * pushes of mutable tags never wait. The locks live in this process only: gateways sharing one
- * registry do not see each other's, so across gateways a first push can still race.
+ * pushes of mutable tags never wait. The locks live in this process (a cluster's workers share
+ * their primary's): gateways sharing one registry do not see each other's, so across gateways a first push can still race.
  * Answers true when it took the request (forwarded or threw), false when it is none of its business.
  */
 export function createImmutableTagGuard(options: ImmutableTagGuardOptions) {
-  const locks = new KeyedLock();
+  const locks = keyedLock('immutable-tags');
   return async function guardImmutableTags(req: Request, res: Response, route: { name: string; reference: string }, forward: (body?: Buffer) => void, read?: Buffer): Promise<boolean> {
     const { name, reference } = route;
     const immutableTag = isTag(reference) && options.authorizer.isImmutableTag(name, reference);

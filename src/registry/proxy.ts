@@ -2,7 +2,6 @@
 
 import http, { type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
-import { pipeline } from 'node:stream';
 import type { Request, Response } from 'express';
 import type { Logger } from 'pino';
 import { ClientShare } from './client-share.js';
@@ -221,10 +220,28 @@ export function createRegistryProxy(options: RegistryProxyOptions): RegistryProx
       res.locals.bytesOut = bytes;
     });
     res.writeHead(upstreamRes.statusCode ?? 502, headers);
-    pipeline(upstreamRes, res, (error) => {
-      if (error && !res.writableFinished) logger.debug({ err: error.message, path: req.path }, 'response relay ended early');
+    // pipe() and three listeners rather than pipeline(), which makes an AbortController and, at the
+    // end of every answer, an AbortError with its stack: a measurable share of a small request's CPU.
+    let settled = false;
+    const settle = (error?: Error) => {
+      if (settled) return;
+      settled = true;
+      if (error) logger.debug({ err: error.message, path: req.path }, 'response relay ended early');
       if (!upstreamReq.writableFinished) cut();
+    };
+    // The registry's connection failed mid-answer: the client's ends too, so it sees a cut, not a shorter blob.
+    upstreamRes.once('error', (error) => {
+      res.destroy();
+      settle(error);
     });
+    res.once('finish', () => settle());
+    // The client left first: what the registry still sends is not read.
+    res.once('close', () => {
+      if (res.writableFinished) return;
+      upstreamRes.destroy();
+      settle(new Error('the client connection closed'));
+    });
+    upstreamRes.pipe(res);
   };
 
   return {

@@ -5,7 +5,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Authorizer } from '../access/access.js';
 import { RegistryError } from '../errors.js';
-import { KeyedLock } from './tag-locks.js';
+import { keyedLock } from './tag-locks.js';
 import type { UpstreamAnswer, UpstreamFetchOptions, UpstreamPool } from './upstreams.js';
 import {
   applyChange,
@@ -105,7 +105,7 @@ function unknownManifests(answer: UpstreamAnswer): string[] | undefined {
  * mode) is a writer outside this scheme: its overwrite is caught by the check only within S.
  */
 export class ReferrersStore {
-  readonly #locks = new KeyedLock();
+  readonly #locks = keyedLock('referrers');
   readonly #upstreams: UpstreamPool;
   readonly #authorizer: Authorizer;
   readonly #logger: Logger;

@@ -6,7 +6,7 @@ import type { Response } from 'express';
 import type { Authorizer } from '../access/access.js';
 import { RegistryError } from '../errors.js';
 import { refuseDeleteOfTagged } from './immutable-tags.js';
-import { KeyedLock } from './tag-locks.js';
+import { keyedLock } from './tag-locks.js';
 import type { UpstreamAnswer, UpstreamFetchOptions, UpstreamPool } from './upstreams.js';
 
 /** The OCI empty descriptor's content: the config of every throwaway manifest. */
@@ -183,9 +183,18 @@ const lockWaitMs = 30_000;
  * through several gateways they may overlap, and end the same way.
  */
 export function createTagDeleter(options: TagDeleteOptions) {
-  const { upstreams } = options;
-  const locks = new KeyedLock();
+  const removeTag = createTagRemover(options);
   return async function deleteTag(res: Response, repository: string, tag: string): Promise<void> {
+    await removeTag(repository, tag);
+    res.status(202).set('Content-Length', '0').end();
+  };
+}
+
+/** The delete of createTagDeleter without the HTTP answer (the web UI's deletes); throws RegistryError as the API answers it. */
+export function createTagRemover(options: TagDeleteOptions) {
+  const { upstreams } = options;
+  const locks = keyedLock('tag-delete');
+  return async function removeTag(repository: string, tag: string): Promise<void> {
     let release: () => void;
     try {
       release = await locks.acquire(`${repository}:${tag}`, lockWaitMs);
@@ -200,6 +209,5 @@ export function createTagDeleter(options: TagDeleteOptions) {
     } finally {
       release();
     }
-    res.status(202).set('Content-Length', '0').end();
   };
 }

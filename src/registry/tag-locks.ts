@@ -5,11 +5,29 @@ import { RegistryError } from '../errors.js';
 
 export type Release = () => void;
 
+/** A lock by key: KeyedLock in this process, or one a cluster's primary holds for all its workers (src/cluster/lock-share.ts). */
+export interface KeyLock {
+  /** Resolves when the key is this caller's; throws UNAVAILABLE after `waitMs`. */
+  acquire(key: string, waitMs: number): Promise<Release>;
+}
+
+let sharedLocks: ((name: string) => KeyLock) | undefined;
+
+/** In a cluster worker: every lock made from now on is held for all workers by the primary. */
+export function shareKeyedLocks(make: (name: string) => KeyLock): void {
+  sharedLocks = make;
+}
+
+/** The lock named `name` (one per use: "immutable-tags", ...): across a cluster's workers when this is one, else in this process. */
+export function keyedLock(name: string): KeyLock {
+  return sharedLocks?.(name) ?? new KeyedLock();
+}
+
 /**
  * One FIFO queue per key: `acquire` resolves when every earlier holder of that key has released.
  * Keys with nobody waiting are forgotten, so the map stays as small as the work in flight.
  */
-export class KeyedLock {
+export class KeyedLock implements KeyLock {
   readonly #tails = new Map<string, Promise<void>>();
 
   /** Waits at most `waitMs` for the key; then throws UNAVAILABLE, and the queue slot it held passes on untouched. */
@@ -64,7 +82,7 @@ export function responseEnded(res: Response): boolean {
  * closes, possibly a moment before the registry has finished that request; the proxy gives no
  * earlier signal for "the registry answered" that holds for every implementation beneath it.
  */
-export async function runHoldingUntilResponseEnds(locks: KeyedLock, key: string, waitMs: number, res: Response, check: () => Promise<void>, forward: () => void): Promise<void> {
+export async function runHoldingUntilResponseEnds(locks: KeyLock, key: string, waitMs: number, res: Response, check: () => Promise<void>, forward: () => void): Promise<void> {
   const release = await locks.acquire(key, waitMs);
   try {
     if (responseEnded(res)) return release();

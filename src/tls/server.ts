@@ -1,5 +1,6 @@
 // The HTTPS server: TLS, timeouts fit for multi-GB transfers, plain HTTP on the same port answered apart, and a graceful close. No routes.
 
+import { constants } from 'node:crypto';
 import type { RequestListener } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
@@ -11,8 +12,10 @@ import { answerPlainHttp, type PlainHttpAnswer } from './plain-http.js';
 
 /**
  * Mozilla's "intermediate" profile: TLS 1.2 only with forward-secret (ECDHE) AEAD suites, TLS 1.3
- * with its three suites, and the client's preference among them. The DHE suites of that profile
- * are left out: they need DH parameters the server does not configure. Used for the first
+ * with its three suites. The DHE suites of that profile are left out: they need DH parameters the
+ * server does not configure. The server's order decides, AES-128-GCM first (the cheapest per byte
+ * on CPUs with AES instructions, which every server-class x86 and arm64 CPU has), except that a
+ * client listing ChaCha20 first (one without AES instructions) gets ChaCha20. Used for the first
  * certificate and for every reload alike.
  */
 export const TLS_OPTIONS = {
@@ -28,7 +31,8 @@ export const TLS_OPTIONS = {
     'ECDHE-ECDSA-CHACHA20-POLY1305',
     'ECDHE-RSA-CHACHA20-POLY1305',
   ].join(':'),
-  honorCipherOrder: false,
+  honorCipherOrder: true,
+  secureOptions: constants.SSL_OP_PRIORITIZE_CHACHA,
 } as const;
 
 const DEFAULT_HEADERS_TIMEOUT_MS = 30_000;

@@ -13,11 +13,13 @@ interface Payload {
   v: string;
   /** Expiry, milliseconds since the epoch. */
   e: number;
+  /** 1: started from the web pages' sign-in, which go on browsing (no token is made). */
+  r?: 1;
 }
 
 const fieldPattern = /^[A-Za-z0-9_-]{16,128}$/;
 
-export type PendingRead = { ok: true; pending: PendingSignIn } | { ok: false; reason: 'missing' | 'forged' | 'expired' | 'used' };
+export type PendingRead = { ok: true; pending: PendingSignIn; toPages: boolean } | { ok: false; reason: 'missing' | 'forged' | 'expired' | 'used' };
 
 /**
  * Writes and reads the sign-in cookie. The cookie is signed, not secret: it holds nothing the
@@ -39,8 +41,8 @@ export class PendingSignIns {
   }
 
   /** The Set-Cookie value that starts a sign-in. */
-  cookie(pending: PendingSignIn): string {
-    const payload: Payload = { s: pending.state, n: pending.nonce, v: pending.verifier, e: this.#now() + pendingLifetimeSeconds * 1000 };
+  cookie(pending: PendingSignIn, toPages = false): string {
+    const payload: Payload = { s: pending.state, n: pending.nonce, v: pending.verifier, e: this.#now() + pendingLifetimeSeconds * 1000, ...(toPages ? { r: 1 as const } : {}) };
     const value = Buffer.from(JSON.stringify(payload), 'utf8').toString('base64url');
     return setCookie(pendingCookieName, this.#signer.sign(pendingCookieName, value), { sameSite: 'Lax', maxAgeSeconds: pendingLifetimeSeconds });
   }
@@ -74,7 +76,7 @@ export class PendingSignIns {
     if (this.#used.has(s)) return { ok: false, reason: 'used' };
     while (this.#used.size >= this.#maxUsed) this.#used.delete(this.#used.keys().next().value as string);
     this.#used.set(s, e);
-    return { ok: true, pending: { state: s, nonce: n, verifier: v } };
+    return { ok: true, pending: { state: s, nonce: n, verifier: v }, toPages: payload.r === 1 };
   }
 
   #forgetExpired(now: number): void {

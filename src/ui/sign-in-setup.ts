@@ -1,18 +1,13 @@
-// Builds the OIDC sign-in pages from the configuration: the one oidc provider, its secret and CA read, the cookie key derived from the token key.
+// The OIDC sign-in from the configuration: the one oidc provider, its secret and CA read, its discovery probed for config check.
 
 import { readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
-import type express from 'express';
-import type { Logger } from 'pino';
-import type { KnownUsers } from '../auth/ci-token-store.js';
 import type { OidcProviderConfig } from '../auth/oidc-config.js';
 import { OidcSignIn } from '../auth/oidc-sign-in.js';
 import type { Config } from '../config/config.js';
 import type { ProviderConfig } from '../config/providers.js';
 import { settingName } from '../config/settings.js';
 import { ConfigError } from '../errors.js';
-import { CookieSigner, deriveKey } from './cookies.js';
-import { createSignInPages } from './sign-in-routes.js';
 
 export const callbackPath = '/login/callback';
 
@@ -75,28 +70,4 @@ export async function probeSignIn(config: Readonly<Config>): Promise<{ name: str
 /** Names of the configured oidc providers: their personal access tokens work, others' do not. */
 export function signInProviderNames(providers: readonly ProviderConfig[] | undefined): Set<string> {
   return new Set((providers ?? []).filter((provider) => provider.type === 'oidc').map((provider) => provider.name));
-}
-
-export interface SignInPagesParts {
-  tokens: { reload(): Promise<boolean> };
-  users: KnownUsers;
-  logger: Logger;
-  /** The token signing key (PEM): the cookie key is derived from it, so gateways sharing certs/ share it. */
-  tokenKeyPem: string;
-}
-
-/** The sign-in pages to mount before the /v2/ gate, or undefined when no oidc provider is configured. */
-export async function createSignInPagesFor(config: Readonly<Config>, parts: SignInPagesParts): Promise<express.Router | undefined> {
-  const signIn = await createOidcSignIn(config);
-  if (signIn === undefined || config.publicUrl === undefined) return undefined;
-  parts.logger.info({ provider: signIn.name, issuer: signIn.config.issuer, redirectUri: signIn.redirectUri }, 'OIDC sign-in at /login');
-  return createSignInPages({
-    signIn,
-    signer: new CookieSigner(deriveKey(parts.tokenKeyPem, 'sign-in cookies')),
-    publicUrl: config.publicUrl,
-    tokensFile: config.ciTokensFile,
-    tokens: parts.tokens,
-    users: parts.users,
-    logger: parts.logger,
-  });
 }

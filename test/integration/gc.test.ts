@@ -169,7 +169,7 @@ describe('gateway gc: the embedded registry of `gateway serve`', () => {
     work = await mkdtemp(path.join(os.tmpdir(), 'gc-serve-work-'));
     const added = await runCli(['user', 'add', user, '--password-stdin', '--cost', '4'], { cwd: dir, input: password });
     assert.equal(added.code, 0, added.stderr);
-    child = spawn(process.execPath, [cli, 'serve'], { cwd: dir, env: { PATH: process.env.PATH ?? '', GATEWAY_LISTEN: '127.0.0.1:0', GATEWAY_SHUTDOWN_GRACE: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn(process.execPath, [cli, 'serve'], { cwd: dir, env: { PATH: process.env.PATH ?? '', GATEWAY_LISTEN: '127.0.0.1:0', GATEWAY_SHUTDOWN_GRACE: '1', GATEWAY_WORKERS: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
     const [listening] = await Promise.all([waitForOutput(child, 'stdout', /"url":"https:\/\/127\.0\.0\.1:(\d+)"[^\n]*"msg":"gateway listening"/)]);
     const ca = await readFile(path.join(dir, 'certs', 'ca.crt'));
     const certDir = path.join(work, 'certs');
@@ -300,7 +300,7 @@ describe('gc_schedule: serve collects by itself', () => {
     t.after(() => rm(dir, { recursive: true, force: true }));
     const served = spawn(process.execPath, [cli, 'serve'], {
       cwd: dir,
-      env: { PATH: process.env.PATH ?? '', GATEWAY_LISTEN: '127.0.0.1:0', GATEWAY_SHUTDOWN_GRACE: '1', GATEWAY_GC_SCHEDULE: '* * * * * *' },
+      env: { PATH: process.env.PATH ?? '', GATEWAY_LISTEN: '127.0.0.1:0', GATEWAY_SHUTDOWN_GRACE: '1', GATEWAY_GC_SCHEDULE: '* * * * * *', GATEWAY_WORKERS: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     t.after(async () => {

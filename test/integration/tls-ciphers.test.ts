@@ -33,6 +33,14 @@ function checkPolicy(gw: () => TestGateway): void {
       assert.equal(result.protocol, 'TLSv1.2');
     });
   }
+  test("the server's order decides: AES-128-GCM over a client's AES-256-GCM, ChaCha20 for a client listing it first", async () => {
+    const aesFirst = 'TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256';
+    assert.equal((await handshake(gw(), { minVersion: 'TLSv1.3', ciphers: aesFirst })).cipher, 'TLS_AES_128_GCM_SHA256');
+    assert.equal((await handshake(gw(), { minVersion: 'TLSv1.3', ciphers: 'TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256' })).cipher, 'TLS_CHACHA20_POLY1305_SHA256');
+    const tls12 = { maxVersion: 'TLSv1.2' } as const;
+    assert.equal((await handshake(gw(), { ...tls12, ciphers: 'ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256' })).cipher, 'TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256');
+    assert.equal((await handshake(gw(), { ...tls12, ciphers: 'ECDHE-RSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256' })).cipher, 'TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256');
+  });
   test('TLS 1.3 is accepted; TLS 1.1 is refused', async () => {
     assert.equal((await handshake(gw(), {})).protocol, 'TLSv1.3');
     await assert.rejects(handshake(gw(), { minVersion: 'TLSv1.1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT:@SECLEVEL=0' }));

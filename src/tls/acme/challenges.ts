@@ -42,4 +42,9 @@ export class AcmeChallenges {
   httpAnswer(token: string): string | undefined {
     return this.#http.get(token);
   }
+
+  /** Resolves once the challenges added so far can be answered wherever clients connect (at once here; a cluster primary waits for its workers). */
+  published(): Promise<void> {
+    return Promise.resolve();
+  }
 }

@@ -18,6 +18,8 @@ export interface AcmeWiring {
   retryMs?: number;
   maxRetryMs?: number;
   now?(): number;
+  /** Hears that the manager's status may have changed. */
+  onChange?(): void;
 }
 
 /** The extra CA bundle for the ACME server, or a ConfigError naming acme_ca. */
@@ -48,6 +50,7 @@ export function acmeManagerFor(config: Readonly<Config>, wiring: AcmeWiring): Ac
     retryMs: wiring.retryMs,
     maxRetryMs: wiring.maxRetryMs,
     now: wiring.now,
+    onChange: wiring.onChange,
   };
   return new AcmeManager(options);
 }

@@ -1,10 +1,9 @@
 // Keeps an ACME certificate in the running server: use a fresh one from disk, else order one (one gateway at a time), renew at a third of its life left, back off on failure.
 
-import acme from 'acme-client';
 import type { Logger } from 'pino';
 import { editFileExclusively, FileLockError } from '../../config/files.js';
 import type { AcmeChallenges } from './challenges.js';
-import { AcmeError, orderCertificate, type ChallengeType } from './order.js';
+import { AcmeError, acmeLibrary, orderCertificate, type ChallengeType } from './order.js';
 import { readAccount, readCertificate, writeAccountKey, writeAccountUrl, writeCertificate, type AcmePaths, type StoredCertificate } from './store.js';
 
 export interface AcmeSettings {
@@ -26,6 +25,8 @@ export interface AcmeManagerOptions extends AcmeSettings {
   /** Longest wait between failed attempts (default 6 h). */
   maxRetryMs?: number;
   now?(): number;
+  /** Hears that status() may have changed (a certificate served, an attempt failed or planned). */
+  onChange?(): void;
 }
 
 export interface AcmeStatus {
@@ -129,6 +130,7 @@ export class AcmeManager {
     const delay = Math.min(Math.max(0, at - this.#now()), MAX_TIMER_MS);
     this.#timer = setTimeout(() => void this.checkNow(), delay);
     this.#timer.unref();
+    this.#options.onChange?.();
   }
 
   #serve(certificate: StoredCertificate, how: string): void {
@@ -237,6 +239,7 @@ export async function issueAndStore(options: IssueOptions): Promise<StoredCertif
   const { paths } = options;
   let account = await readAccount(paths, options.directoryUrl);
   if (account === undefined) {
+    const acme = await acmeLibrary();
     account = { keyPem: (await acme.crypto.createPrivateEcdsaKey('P-256')).toString() };
     await writeAccountKey(paths, account.keyPem);
     options.step(`created the account key ${paths.accountKey}`);

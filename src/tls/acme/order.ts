@@ -2,7 +2,7 @@
 
 import https from 'node:https';
 import tls from 'node:tls';
-import acme from 'acme-client';
+import type * as Acme from 'acme-client';
 import type { AcmeChallenges } from './challenges.js';
 
 export type ChallengeType = 'tls-alpn-01' | 'http-01';
@@ -40,6 +40,18 @@ export class AcmeError extends Error {
   }
 }
 
+type AcmeLibrary = typeof Acme;
+let library: Promise<AcmeLibrary> | undefined;
+
+/**
+ * acme-client, loaded on first use: with axios and an X.509 library it is the biggest dependency
+ * (~10 MiB of memory per process), and a gateway without ACME never needs it.
+ */
+export function acmeLibrary(): Promise<AcmeLibrary> {
+  library ??= import('acme-client').then((module) => module.default as AcmeLibrary);
+  return library;
+}
+
 /** No HTTP request to the ACME server may hang an order: every one is bounded. */
 const REQUEST_TIMEOUT_MS = 30_000;
 const extraCas = new Set<string>();
@@ -49,7 +61,7 @@ const extraCas = new Set<string>();
  * roots plus every extra CA configured in this process (tests run several gateways in one process).
  * Nothing else in the process is affected.
  */
-function trustAcmeServer(ca: string | undefined): void {
+function trustAcmeServer(acme: AcmeLibrary, ca: string | undefined): void {
   if (ca !== undefined && !extraCas.has(ca)) {
     extraCas.add(ca);
     acme.axios.defaults.httpsAgent = new https.Agent({ ca: [...tls.rootCertificates, ...extraCas], keepAlive: false });
@@ -79,6 +91,7 @@ async function run<T>(step: string, action: () => Promise<T>, directoryUrl: stri
  */
 async function explain(error: unknown, directoryUrl: string): Promise<string> {
   if (!(error instanceof TypeError && error.message.includes("reading 'config'"))) return describe(error);
+  const acme = await acmeLibrary();
   const reason = await new Promise<string>((resolve) => {
     const request = https.get(directoryUrl, { agent: acme.axios.defaults.httpsAgent as https.Agent | undefined, timeout: 10_000 }, (response) => {
       response.resume();
@@ -101,7 +114,8 @@ function describe(error: unknown): string {
 
 /** Orders a certificate for every domain in one order; the challenges it serves are removed however it ends. */
 export async function orderCertificate(options: OrderOptions): Promise<Issued> {
-  trustAcmeServer(options.ca);
+  const acme = await acmeLibrary();
+  trustAcmeServer(acme, options.ca);
   const { step, directoryUrl: directory } = options;
   const client = new acme.Client({
     directoryUrl: options.directoryUrl,
@@ -156,7 +170,8 @@ export async function orderCertificate(options: OrderOptions): Promise<Issued> {
   return { certPem, keyPem: keyBuffer.toString(), accountUrl };
 }
 
-async function validate(client: acme.Client, authz: acme.Authorization, domain: string, options: OrderOptions): Promise<void> {
+async function validate(client: Acme.Client, authz: Acme.Authorization, domain: string, options: OrderOptions): Promise<void> {
+  const acme = await acmeLibrary();
   const challenge = authz.challenges.find((offered) => offered.type === options.challenge);
   if (!challenge) {
     const offered = authz.challenges.map((offered) => offered.type).join(', ') || 'none';
@@ -171,6 +186,8 @@ async function validate(client: acme.Client, authz: acme.Authorization, domain: 
   }
   try {
     options.step(`${domain}: answering the ${challenge.type} challenge`);
+    // Every listener that may be asked has the answer before the CA is told to ask.
+    await options.challenges.published();
     await run('validation', () => client.completeChallenge(challenge), options.directoryUrl, domain);
     await run('validation', () => client.waitForValidStatus(challenge), options.directoryUrl, domain);
     options.step(`${domain}: validated`);

@@ -1,0 +1,232 @@
+// The shared state in Redis (GATEWAY_REDIS_URL): atomic counters and turns, values, and notices by pub/sub, that never hold a request up when Redis is away.
+
+import { createClient } from 'redis';
+import type { NoticeChannel, NoticeListener, SharedState } from './shared-state.js';
+
+export interface RedisStateOptions {
+  /** redis:// or rediss:// URL, user and password included when given there. */
+  url: URL;
+  /** The password when it is not in the URL (from redis_password_file). */
+  password?: string;
+  /** Put before every key and channel, so several deployments can share one Redis. */
+  prefix: string;
+  /** Hears each change between reachable (true) and not (false); the first call says how the first connection went. */
+  onAvailability?(up: boolean, reason?: string): void;
+  /** A command unanswered this long fails for its caller, who goes on without Redis. */
+  commandTimeoutMs?: number;
+  /** A connection attempt given up after this long. */
+  connectTimeoutMs?: number;
+  /** Most milliseconds between reconnection attempts. */
+  maxReconnectDelayMs?: number;
+}
+
+/** A taken turn's remaining milliseconds, or 0 after taking it (holdMs 0: only looks). */
+const takeTurnScript = `
+local hold = tonumber(ARGV[1])
+if hold > 0 and redis.call('SET', KEYS[1], '1', 'NX', 'PX', hold) then return 0 end
+local left = redis.call('PTTL', KEYS[1])
+if left > 0 then return left end
+if hold > 0 then
+  redis.call('SET', KEYS[1], '1', 'PX', hold)
+end
+return 0`;
+
+/** A Redis client's reply or failure, in one word for logs. */
+function reasonOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** host:port/db of the URL, never its user or password. */
+export function redisLocation(url: URL): string {
+  return `${url.protocol}//${url.host}${url.pathname.length > 1 ? url.pathname : ''}`;
+}
+
+/**
+ * Shared state in one Redis. Two connections: one for commands, one subscribed to the notice
+ * channels. Commands are never queued while Redis is away (they fail at once) and time out after
+ * `commandTimeoutMs`; both connections reconnect on their own, and a subscription is renewed when
+ * its connection comes back. A connection that goes quiet is noticed by pings and closed.
+ */
+export class RedisSharedState implements SharedState {
+  readonly kind = 'redis';
+  readonly #options: RedisStateOptions;
+  readonly #commands;
+  readonly #notices;
+  readonly #listeners = new Map<NoticeChannel, Set<NoticeListener>>();
+  /** Channels subscribed, or being subscribed, on the notices connection. */
+  readonly #subscribed = new Set<NoticeChannel>();
+  readonly #timeoutMs: number;
+  #up: boolean | undefined;
+  #closed = false;
+
+  constructor(options: RedisStateOptions) {
+    this.#options = options;
+    this.#timeoutMs = options.commandTimeoutMs ?? 500;
+    const reconnectMax = options.maxReconnectDelayMs ?? 2_000;
+    const url = new URL(options.url);
+    // The password goes as an option, so that it reaches no error message the client makes from the URL.
+    const password = options.password ?? (url.password === '' ? undefined : decodeURIComponent(url.password));
+    url.password = '';
+    this.#commands = createClient({
+      url: url.href,
+      ...(password === undefined ? {} : { password }),
+      disableOfflineQueue: true,
+      // Pings keep a sound connection busy, so one that stays silent for socketTimeout is closed and counts as away.
+      pingInterval: 1_000,
+      commandOptions: { timeout: this.#timeoutMs },
+      socket: {
+        connectTimeout: options.connectTimeoutMs ?? 2_000,
+        socketTimeout: 3_000,
+        reconnectStrategy: (retries: number) => Math.min(reconnectMax, 100 * 2 ** Math.min(retries, 10)),
+      },
+    });
+    this.#notices = this.#commands.duplicate();
+    for (const client of [this.#commands, this.#notices]) {
+      client.on('ready', () => this.#check());
+      client.on('error', (error: unknown) => this.#check(reasonOf(error)));
+      client.on('end', () => this.#check('connection closed'));
+    }
+    this.#notices.on('ready', () => this.#subscribeAll());
+  }
+
+  /** Whether both connections are up now (undefined before the first attempt ended). */
+  get up(): boolean | undefined {
+    return this.#up;
+  }
+
+  /**
+   * Starts connecting; resolves once both connections are up or `waitMs` has passed, whichever is
+   * first. Never rejects: a Redis that is away is tried again in the background.
+   */
+  async start(waitMs: number): Promise<void> {
+    const connected = Promise.all([this.#commands.connect(), this.#notices.connect()]).then(
+      () => undefined,
+      () => undefined,
+    );
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([connected, new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)))]);
+    clearTimeout(timer);
+    if (this.#up === undefined) this.#check('no answer yet');
+  }
+
+  async addCount(key: string, windowMs: number): Promise<number> {
+    const name = this.#key(key);
+    const [count] = await this.#timed(() => this.#commands.multi().incr(name).pExpire(name, Math.max(1, Math.round(windowMs))).exec());
+    return Number(count);
+  }
+
+  async readCount(key: string): Promise<number> {
+    const value = await this.#timed(() => this.#commands.get(this.#key(key)));
+    const count = Number(value ?? 0);
+    return Number.isSafeInteger(count) && count > 0 ? count : 0;
+  }
+
+  async clear(key: string): Promise<void> {
+    await this.#timed(() => this.#commands.del([this.#key(key), this.#turnKey(key)]));
+  }
+
+  async takeTurn(key: string, holdMs: number): Promise<number> {
+    const left = await this.#timed(() => this.#commands.eval(takeTurnScript, { keys: [this.#turnKey(key)], arguments: [String(Math.max(0, Math.round(holdMs)))] }));
+    return Math.max(0, Number(left));
+  }
+
+  async holdTurn(key: string, ms: number): Promise<void> {
+    const name = this.#turnKey(key);
+    const hold = Math.round(ms);
+    if (hold > 0) await this.#timed(() => this.#commands.set(name, '1', { expiration: { type: 'PX', value: hold } }));
+    else await this.#timed(() => this.#commands.del(name));
+  }
+
+  async get(key: string): Promise<string | undefined> {
+    return (await this.#timed(() => this.#commands.get(this.#key(key)))) ?? undefined;
+  }
+
+  async set(key: string, value: string | undefined): Promise<void> {
+    if (value === undefined) await this.#timed(() => this.#commands.del(this.#key(key)));
+    else await this.#timed(() => this.#commands.set(this.#key(key), value));
+  }
+
+  async publish(channel: NoticeChannel, message: string): Promise<void> {
+    await this.#timed(() => this.#commands.publish(this.#channel(channel), message));
+  }
+
+  subscribe(channel: NoticeChannel, listener: NoticeListener): () => void {
+    const listeners = this.#listeners.get(channel) ?? new Set();
+    this.#listeners.set(channel, listeners);
+    const own: NoticeListener = (message) => {
+      try {
+        listener(message);
+      } catch {
+        // One listener's trouble is its own; the others still hear the notice.
+      }
+    };
+    listeners.add(own);
+    this.#subscribeAll();
+    return () => void listeners.delete(own);
+  }
+
+  /**
+   * Subscribes the channels that have listeners and no subscription yet, when the connection is up
+   * (it is called again when it comes up). The client renews subscriptions it has after a reconnection.
+   */
+  #subscribeAll(): void {
+    if (this.#closed || !this.#notices.isReady) return;
+    for (const [channel, listeners] of this.#listeners) {
+      if (this.#subscribed.has(channel)) continue;
+      this.#subscribed.add(channel);
+      this.#notices
+        .subscribe(this.#channel(channel), (message: string) => {
+          for (const each of [...listeners]) each(message);
+        })
+        .catch(() => this.#subscribed.delete(channel));
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const client of [this.#commands, this.#notices]) {
+      if (client.isReady) await client.close().catch(() => client.destroy());
+      else if (client.isOpen) client.destroy();
+    }
+  }
+
+  /**
+   * The command's answer, or a rejection once commandTimeoutMs has passed (the client's own timeout
+   * ends at the write, and a Redis that stopped answering is noticed by socketTimeout only later);
+   * at once while Redis is away.
+   */
+  #timed<T>(send: () => Promise<T>): Promise<T> {
+    // Away: fail at once rather than wait on a connection that is being tried again.
+    if (this.#up === false) return Promise.reject(new Error('Redis does not answer'));
+    const command = send();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`Redis did not answer within ${this.#timeoutMs} ms`)), this.#timeoutMs);
+    });
+    // The command's own later failure has nobody waiting for it.
+    command.catch(() => undefined);
+    return Promise.race([command, late]).finally(() => clearTimeout(timer));
+  }
+
+  #key(key: string): string {
+    return `${this.#options.prefix}${key}`;
+  }
+
+  #turnKey(key: string): string {
+    return `${this.#options.prefix}turn:${key}`;
+  }
+
+  #channel(channel: NoticeChannel): string {
+    return `${this.#options.prefix}notice:${channel}`;
+  }
+
+  /** Tells a change of availability once: up only when both connections are. */
+  #check(reason?: string): void {
+    if (this.#closed) return;
+    const up = this.#commands.isReady && this.#notices.isReady;
+    if (up === this.#up || (!up && reason === undefined)) return;
+    this.#up = up;
+    this.#options.onAvailability?.(up, up ? undefined : reason);
+  }
+}
