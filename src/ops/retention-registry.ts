@@ -1,15 +1,9 @@
 // What retention asks the registry: which repositories exist, which digest a tag names, and when that image was created.
 
 import { isRepositoryName } from '../access/reference.js';
-import type { UpstreamAnswer, UpstreamPool } from '../registry/upstreams.js';
+import { manifestAccept, type UpstreamAnswer, type UpstreamPool } from '../registry/upstreams.js';
 
-const manifestTypes = [
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.oci.image.index.v1+json',
-  'application/vnd.docker.distribution.manifest.v2+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-  'application/vnd.docker.distribution.manifest.v1+prettyjws',
-].join(', ');
+const manifestTypes = manifestAccept;
 
 const maxManifestBytes = 4 * 1024 * 1024;
 const maxConfigBytes = 8 * 1024 * 1024;

@@ -6,18 +6,12 @@ import type { Authorizer } from '../access/access.js';
 import { RegistryError } from '../errors.js';
 import { isTag } from '../access/reference.js';
 import { keyedLock, runHoldingUntilResponseEnds } from './tag-locks.js';
-import type { UpstreamPool } from './upstreams.js';
+import { manifestAccept, type UpstreamPool } from './upstreams.js';
 
 /** The registry refuses manifests over 4 MiB itself; reading that much to compare digests is cheap. */
 const maxManifestBytes = 4 * 1024 * 1024;
 
-const manifestMediaTypes = [
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.oci.image.index.v1+json',
-  'application/vnd.docker.distribution.manifest.v2+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-  'application/vnd.docker.distribution.manifest.v1+prettyjws',
-].join(', ');
+const manifestMediaTypes = manifestAccept;
 
 /** The registry's own answer to a manifest over its limit (MANIFEST_INVALID, 400); the rest of the body is never read, so the connection ends. */
 const tooLarge = () => new RegistryError('MANIFEST_INVALID', `manifest too large (the limit is ${maxManifestBytes} bytes)`).withHeader('Connection', 'close');

@@ -18,6 +18,15 @@ export interface UpstreamAnswer {
 }
 
 /** The error code of a fetch whose answer was larger than its maxBytes. */
+/** Every manifest type the registry stores, for Accept: it answers 404 for a manifest of a type not accepted. */
+export const manifestAccept = [
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+  'application/vnd.docker.distribution.manifest.v1+prettyjws',
+].join(', ');
+
 export const answerTooLarge = 'EANSWERTOOLARGE';
 
 export interface UpstreamFetchOptions {

@@ -3,14 +3,7 @@
 import { answerTooLarge, type UpstreamAnswer, type UpstreamFetchOptions, type UpstreamPool } from '../../registry/upstreams.js';
 import { RegistryUnavailable } from './model.js';
 
-/** Every manifest type the pages show, for Accept: the registry answers 404 for a manifest of a type not accepted. */
-export const manifestAccept = [
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.oci.image.index.v1+json',
-  'application/vnd.docker.distribution.manifest.v2+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-  'application/vnd.docker.distribution.manifest.v1+prettyjws',
-].join(', ');
+export { manifestAccept } from '../../registry/upstreams.js';
 
 /** A part of a page that cannot be shown (too large, malformed, not what it claims): said on the page, the rest still shown. */
 export class ReadProblem extends Error {
