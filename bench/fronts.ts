@@ -108,6 +108,8 @@ export async function startGateway(o: { cwd: string; upstream: string; auth: 'to
     GATEWAY_LOG_LEVEL: 'warn',
     GATEWAY_AUTH: o.auth,
     GATEWAY_WORKERS: String(o.workers),
+    // Several gateways run at once: none takes the default metrics address.
+    GATEWAY_METRICS_LISTEN: '',
     // Only shortens the stop at the end of the run; transfers are over by then.
     GATEWAY_SHUTDOWN_GRACE: '1',
   });

@@ -59,6 +59,8 @@ const fromPrimary = z.discriminatedUnion('type', [
   z.object({ type: z.literal('gateway:state-result'), id, ok: z.boolean(), value: z.union([z.string(), z.number()]).nullable().optional(), error: z.string().optional() }),
   z.object({ type: z.literal('gateway:notice'), channel: z.enum(noticeChannels), message: z.string() }),
   z.object({ type: z.literal('gateway:lock-result'), id, ok: z.boolean(), error: z.string().optional() }),
+  /** Answered with metrics: what the worker's registries count now. */
+  z.object({ type: z.literal('gateway:metrics'), id }),
 ]);
 export type PrimaryMessage = z.infer<typeof fromPrimary>;
 
@@ -73,6 +75,8 @@ const fromWorker = z.discriminatedUnion('type', [
   /** Waits for the lock `key` (its name and key) at most waitMs; answered by lock-result. */
   z.object({ type: z.literal('gateway:lock'), id, key: z.string().max(4096), waitMs: z.number().nonnegative().max(3_600_000) }),
   z.object({ type: z.literal('gateway:unlock'), id }),
+  /** prom-client's getMetricsAsJSON() of each of the worker's registries, concatenated (summed by the primary). */
+  z.object({ type: z.literal('gateway:metrics-answer'), id, metrics: z.array(z.looseObject({ name: z.string() })) }),
 ]);
 export type WorkerMessage = z.infer<typeof fromWorker>;
 

@@ -85,9 +85,8 @@ async function startPrimary(config: Readonly<Config>, options: GatewayOptions, c
     if (config.httpListen) {
       httpListener = await startHttpListener({ listen: config.httpListen, challenges, redirectHost: (host) => publicHostFor(config, host), onAnswer: (answer) => logger.debug(answer, 'plain HTTP request') });
     }
-    // One scrape: prom-client asks every worker and adds up what they count.
-    const aggregated = new AggregatorRegistry();
-    if (config.metricsListen) metrics = await listenForMetrics(config, logger, () => aggregated.clusterMetrics(), aggregated.contentType);
+    // One scrape asks every running worker and adds up what they count (prom-client's aggregation).
+    if (config.metricsListen) metrics = await listenForMetrics(config, logger, async () => AggregatorRegistry.aggregate(await workers.metrics()).metrics(), AggregatorRegistry.PROMETHEUS_CONTENT_TYPE);
   } catch (error) {
     await httpListener?.close();
     await workers.stop(0);

@@ -8,6 +8,8 @@ import { LockHub } from './lock-share.js';
 import { parseWorkerMessage, WorkerStartError, type PrimaryMessage, type WorkerMessage } from './messages.js';
 
 type Setup = Extract<PrimaryMessage, { type: 'gateway:setup' }>;
+/** One worker's metrics, as prom-client's getMetricsAsJSON() gives them. */
+export type MetricsJson = Extract<WorkerMessage, { type: 'gateway:metrics-answer' }>['metrics'];
 
 export interface SupervisorOptions {
   count: number;
@@ -44,6 +46,8 @@ export class WorkerSupervisor {
   readonly #waits = new Map<number, { workers: Set<number>; errors: string[]; done(errors: string[]): void }>();
   readonly #restarts = new Set<NodeJS.Timeout>();
   readonly #locks = new LockHub();
+  /** Metrics scrapes waiting for answers, by request id. */
+  readonly #scrapes = new Map<number, { workers: Set<number>; metrics: MetricsJson[]; done(): void }>();
   #nextId = 1;
   #crashesInARow = 0;
   #starting: { resolve(address: { url: string; port: number }): void; reject(error: Error): void } | undefined;
@@ -81,6 +85,32 @@ export class WorkerSupervisor {
   /** Each worker does what SIGHUP does in a single gateway; resolves with the errors they reported. */
   reload(): Promise<string[]> {
     return this.#askAll((id) => ({ type: 'gateway:reload', id }));
+  }
+
+  /**
+   * What every worker that has its setup counts now, one entry per worker that answered within
+   * `waitMs`. A worker still starting (no setup yet) is not asked, so a scrape never waits on one.
+   */
+  metrics(waitMs = 2_000): Promise<MetricsJson[]> {
+    const id = this.#nextId++;
+    const asked = [...this.#tracked.values()].filter((tracked) => tracked.greeted && this.#send(tracked.worker, { type: 'gateway:metrics', id }));
+    if (asked.length === 0) return Promise.resolve([]);
+    return new Promise((resolve) => {
+      const scrape = {
+        workers: new Set(asked.map((tracked) => tracked.worker.id)),
+        metrics: [] as MetricsJson[],
+        done: () => {
+          clearTimeout(timer);
+          this.#scrapes.delete(id);
+          resolve(scrape.metrics);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.#options.logger.warn({ workers: [...scrape.workers] }, 'workers did not answer a metrics scrape in time; their counts are left out of it');
+        scrape.done();
+      }, waitMs);
+      this.#scrapes.set(id, scrape);
+    });
   }
 
   get size(): number {
@@ -151,6 +181,13 @@ export class WorkerSupervisor {
       case 'gateway:reloaded':
         this.#answered(message.id, tracked.worker.id, message.type === 'gateway:reloaded' ? message.error : undefined);
         return;
+      case 'gateway:metrics-answer': {
+        const scrape = this.#scrapes.get(message.id);
+        if (scrape === undefined || !scrape.workers.delete(tracked.worker.id)) return;
+        scrape.metrics.push(message.metrics);
+        if (scrape.workers.size === 0) scrape.done();
+        return;
+      }
       case 'gateway:lock':
       case 'gateway:unlock':
         this.#locks.receive(tracked.worker.id, message, (reply) => this.#send(tracked.worker, reply));
@@ -173,6 +210,7 @@ export class WorkerSupervisor {
     this.#tracked.delete(worker.id);
     this.#locks.workerGone(worker.id);
     for (const id of this.#waits.keys()) this.#answered(id, worker.id);
+    for (const scrape of this.#scrapes.values()) if (scrape.workers.delete(worker.id) && scrape.workers.size === 0) scrape.done();
     if (this.#stopping) {
       logger.info({ worker: worker.id, pid, code, signal }, 'worker exited');
       if (this.#tracked.size === 0) this.#allGone?.();

@@ -1,7 +1,7 @@
 // A cluster worker: asks its primary for the registry, certificate and challenges, then serves HTTPS on the shared port and answers the primary.
 
 import cluster from 'node:cluster';
-import { AggregatorRegistry, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { Config } from '../config/config.js';
 import { startGateway, type GatewayOptions, type RunningGateway } from '../gateway.js';
 import { AcmeFromPrimary } from './acme-share.js';
@@ -9,6 +9,7 @@ import { IpcSharedState, type PrimaryChannel } from './ipc-state.js';
 import { ClusterLocks } from './lock-share.js';
 import { shareKeyedLocks } from '../registry/tag-locks.js';
 import { parsePrimaryMessage, type PrimaryMessage, type WorkerMessage } from './messages.js';
+import type { MetricsJson } from './supervisor.js';
 import type { WorkerPart } from './worker-part.js';
 
 type Setup = Extract<PrimaryMessage, { type: 'gateway:setup' }>;
@@ -52,9 +53,8 @@ const checkedByPrimary: WorkerPart['checked'] = {
 
 export async function startWorker(config: Readonly<Config>, options: WorkerOptions): Promise<RunningGateway> {
   const { logger } = options;
-  // prom-client answers the primary's scrapes from here on: nothing until the gateway counts.
-  AggregatorRegistry.setRegistries([]);
-  new AggregatorRegistry();
+  // The primary's scrapes are answered from here on: nothing until the gateway counts.
+  let registries: Registry[] = [];
   // Pushes of immutable tags and deletes take turns across all the workers, as in one process.
   const locks = new ClusterLocks(channel);
   shareKeyedLocks((name) => locks.lock(name));
@@ -71,6 +71,13 @@ export async function startWorker(config: Readonly<Config>, options: WorkerOptio
     if (message.type === 'gateway:setup') return gotSetup(message);
     if (state?.receive(message) || locks.receive(message) || acme?.receive(message)) return;
     if (message.type === 'gateway:sync') return channel.send({ type: 'gateway:synced', id: message.id });
+    if (message.type === 'gateway:metrics') {
+      void Promise.all(registries.map((registry) => registry.getMetricsAsJSON())).then(
+        (each) => channel.send({ type: 'gateway:metrics-answer', id: message.id, metrics: each.flat() as unknown as MetricsJson }),
+        (error: unknown) => logger.warn({ err: (error as Error).message }, 'could not read the metrics for a scrape'),
+      );
+      return;
+    }
     if (message.type === 'gateway:stop') return options.onStop();
     if (message.type === 'gateway:reload') {
       // Before the gateway runs there is nothing to reload: it reads every file as it starts.
@@ -93,7 +100,9 @@ export async function startWorker(config: Readonly<Config>, options: WorkerOptio
     checked: checkedByPrimary,
     registry: given.registry === undefined ? undefined : new URL(given.registry),
     acmeFor: (settings, wiring) => (settings.acme ? acme!.keeper(wiring, settings.acme.domains) : undefined),
-    metrics: (registries: Registry[]) => AggregatorRegistry.setRegistries(registries),
+    metrics: (counted: Registry[]) => {
+      registries = counted;
+    },
   };
   gateway = await startGateway(config, { ...options, worker, ...(state ? { sharedState: state } : {}) });
   channel.send({ type: 'gateway:listening', url: gateway.url, port: gateway.port });

@@ -137,6 +137,16 @@ export async function refuseDeleteOfTagged(upstreams: UpstreamPool, authorizer: 
   throw new RegistryError('DENIED', `manifest is tagged ${shown}, ${which}; it cannot be deleted`, { repository, digest, tags: naming });
 }
 
+/** Runs `work` holding the repository's lock that the API's immutable-tag pushes and digest deletes take (the web UI's deletes). */
+export async function withImmutableTagLock<T>(repository: string, work: () => Promise<T>): Promise<T> {
+  const release = await keyedLock('immutable-tags').acquire(repository, lockWaitMs);
+  try {
+    return await work();
+  } finally {
+    release();
+  }
+}
+
 export interface ImmutableTagGuardOptions {
   upstreams: UpstreamPool;
   authorizer: Authorizer;

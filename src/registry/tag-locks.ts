@@ -18,9 +18,18 @@ export function shareKeyedLocks(make: (name: string) => KeyLock): void {
   sharedLocks = make;
 }
 
-/** The lock named `name` (one per use: "immutable-tags", ...): across a cluster's workers when this is one, else in this process. */
+const localLocks = new Map<string, KeyedLock>();
+
+/**
+ * The lock named `name` (one per use: "immutable-tags", ...): across a cluster's workers when this
+ * is one, else one per name in this process, so the API and the web UI queue on the same lock.
+ */
 export function keyedLock(name: string): KeyLock {
-  return sharedLocks?.(name) ?? new KeyedLock();
+  const shared = sharedLocks?.(name);
+  if (shared) return shared;
+  let lock = localLocks.get(name);
+  if (!lock) localLocks.set(name, (lock = new KeyedLock()));
+  return lock;
 }
 
 /**

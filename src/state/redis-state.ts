@@ -1,6 +1,6 @@
 // The shared state in Redis (GATEWAY_REDIS_URL): atomic counters and turns, values, and notices by pub/sub, that never hold a request up when Redis is away.
 
-import { createClient } from 'redis';
+import type { createClient } from 'redis';
 import type { NoticeChannel, NoticeListener, SharedState } from './shared-state.js';
 
 export interface RedisStateOptions {
@@ -31,6 +31,31 @@ if hold > 0 then
 end
 return 0`;
 
+/** Both connections, made (not yet connected) by the client library's createClient. */
+function makeClients(create: typeof createClient, options: RedisStateOptions, timeoutMs: number) {
+  const reconnectMax = options.maxReconnectDelayMs ?? 2_000;
+  const url = new URL(options.url);
+  // The password goes as an option, so that it reaches no error message the client makes from the URL.
+  const password = options.password ?? (url.password === '' ? undefined : decodeURIComponent(url.password));
+  url.password = '';
+  const commands = create({
+    url: url.href,
+    ...(password === undefined ? {} : { password }),
+    disableOfflineQueue: true,
+    // Pings keep a sound connection busy, so one that stays silent for socketTimeout is closed and counts as away.
+    pingInterval: 1_000,
+    commandOptions: { timeout: timeoutMs },
+    socket: {
+      connectTimeout: options.connectTimeoutMs ?? 2_000,
+      socketTimeout: 3_000,
+      reconnectStrategy: (retries: number) => Math.min(reconnectMax, 100 * 2 ** Math.min(retries, 10)),
+    },
+  });
+  return { commands, notices: commands.duplicate() };
+}
+type Clients = ReturnType<typeof makeClients>;
+type RedisClient = Clients['commands'];
+
 /** A Redis client's reply or failure, in one word for logs. */
 function reasonOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -46,12 +71,12 @@ export function redisLocation(url: URL): string {
  * channels. Commands are never queued while Redis is away (they fail at once) and time out after
  * `commandTimeoutMs`; both connections reconnect on their own, and a subscription is renewed when
  * its connection comes back. A connection that goes quiet is noticed by pings and closed.
+ * The client library is loaded by start(), so a gateway without Redis never carries it.
  */
 export class RedisSharedState implements SharedState {
   readonly kind = 'redis';
   readonly #options: RedisStateOptions;
-  readonly #commands;
-  readonly #notices;
+  #clients: Clients | undefined;
   readonly #listeners = new Map<NoticeChannel, Set<NoticeListener>>();
   /** Channels subscribed, or being subscribed, on the notices connection. */
   readonly #subscribed = new Set<NoticeChannel>();
@@ -62,31 +87,25 @@ export class RedisSharedState implements SharedState {
   constructor(options: RedisStateOptions) {
     this.#options = options;
     this.#timeoutMs = options.commandTimeoutMs ?? 500;
-    const reconnectMax = options.maxReconnectDelayMs ?? 2_000;
-    const url = new URL(options.url);
-    // The password goes as an option, so that it reaches no error message the client makes from the URL.
-    const password = options.password ?? (url.password === '' ? undefined : decodeURIComponent(url.password));
-    url.password = '';
-    this.#commands = createClient({
-      url: url.href,
-      ...(password === undefined ? {} : { password }),
-      disableOfflineQueue: true,
-      // Pings keep a sound connection busy, so one that stays silent for socketTimeout is closed and counts as away.
-      pingInterval: 1_000,
-      commandOptions: { timeout: this.#timeoutMs },
-      socket: {
-        connectTimeout: options.connectTimeoutMs ?? 2_000,
-        socketTimeout: 3_000,
-        reconnectStrategy: (retries: number) => Math.min(reconnectMax, 100 * 2 ** Math.min(retries, 10)),
-      },
-    });
-    this.#notices = this.#commands.duplicate();
-    for (const client of [this.#commands, this.#notices]) {
+  }
+
+  /** Both connections, made with the client library loaded now, and listened to. */
+  async #makeClients(): Promise<Clients> {
+    const { createClient } = await import('redis');
+    const clients = makeClients(createClient, this.#options, this.#timeoutMs);
+    for (const client of [clients.commands, clients.notices]) {
       client.on('ready', () => this.#check());
       client.on('error', (error: unknown) => this.#check(reasonOf(error)));
       client.on('end', () => this.#check('connection closed'));
     }
-    this.#notices.on('ready', () => this.#subscribeAll());
+    clients.notices.on('ready', () => this.#subscribeAll());
+    return clients;
+  }
+
+  /** The commands connection; throws (the caller goes on without Redis) before start() made it. */
+  get #commands(): RedisClient {
+    if (this.#clients === undefined) throw new Error('Redis is not connected yet');
+    return this.#clients.commands;
   }
 
   /** Whether both connections are up now (undefined before the first attempt ended). */
@@ -99,7 +118,17 @@ export class RedisSharedState implements SharedState {
    * first. Never rejects: a Redis that is away is tried again in the background.
    */
   async start(waitMs: number): Promise<void> {
-    const connected = Promise.all([this.#commands.connect(), this.#notices.connect()]).then(
+    let clients: Clients;
+    try {
+      clients = await this.#makeClients();
+    } catch (error) {
+      this.#up = false;
+      this.#options.onAvailability?.(false, reasonOf(error));
+      return;
+    }
+    if (this.#closed) return;
+    this.#clients = clients;
+    const connected = Promise.all([clients.commands.connect(), clients.notices.connect()]).then(
       () => undefined,
       () => undefined,
     );
@@ -170,11 +199,12 @@ export class RedisSharedState implements SharedState {
    * (it is called again when it comes up). The client renews subscriptions it has after a reconnection.
    */
   #subscribeAll(): void {
-    if (this.#closed || !this.#notices.isReady) return;
+    const notices = this.#clients?.notices;
+    if (this.#closed || notices === undefined || !notices.isReady) return;
     for (const [channel, listeners] of this.#listeners) {
       if (this.#subscribed.has(channel)) continue;
       this.#subscribed.add(channel);
-      this.#notices
+      notices
         .subscribe(this.#channel(channel), (message: string) => {
           for (const each of [...listeners]) each(message);
         })
@@ -185,7 +215,7 @@ export class RedisSharedState implements SharedState {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const client of [this.#commands, this.#notices]) {
+    for (const client of this.#clients === undefined ? [] : [this.#clients.commands, this.#clients.notices]) {
       if (client.isReady) await client.close().catch(() => client.destroy());
       else if (client.isOpen) client.destroy();
     }
@@ -199,7 +229,12 @@ export class RedisSharedState implements SharedState {
   #timed<T>(send: () => Promise<T>): Promise<T> {
     // Away: fail at once rather than wait on a connection that is being tried again.
     if (this.#up === false) return Promise.reject(new Error('Redis does not answer'));
-    const command = send();
+    let command: Promise<T>;
+    try {
+      command = send();
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => reject(new Error(`Redis did not answer within ${this.#timeoutMs} ms`)), this.#timeoutMs);
@@ -224,7 +259,7 @@ export class RedisSharedState implements SharedState {
   /** Tells a change of availability once: up only when both connections are. */
   #check(reason?: string): void {
     if (this.#closed) return;
-    const up = this.#commands.isReady && this.#notices.isReady;
+    const up = this.#clients !== undefined && this.#clients.commands.isReady && this.#clients.notices.isReady;
     if (up === this.#up || (!up && reason === undefined)) return;
     this.#up = up;
     this.#options.onAvailability?.(up, up ? undefined : reason);

@@ -192,6 +192,10 @@ describe('gateway serve with two workers', () => {
       for (let i = 0; i < 3; i++) assert.equal((await request(gw, 'GET', '/v2/', { headers: { Authorization: `Bearer ${token}` } })).status, 200, 'still serving');
       const started = await served.waitFor((entry) => entry.msg === 'worker started', linesBefore);
       assert.notEqual(started.pid, pid);
+      // A scrape while the new worker is still starting answers with what the others count, without waiting on it.
+      const during = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+      assert.equal(during.status, 200);
+      assert.match(await during.text(), /^registry_gateway_requests_total\{/m);
       await served.waitFor((entry) => entry.msg === 'worker listening' && entry.worker === started.worker, linesBefore);
       workerPids.delete(firstWorker);
       workerPids.set(started.worker, started.pid);

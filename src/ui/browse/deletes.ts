@@ -10,7 +10,7 @@ import { anonymousName } from '../../auth/login.js';
 import { RegistryError } from '../../errors.js';
 import type { Actor, EventBus } from '../../ops/events.js';
 import type { MaintenanceMode } from '../../ops/maintenance.js';
-import { refuseDeleteOfTagged } from '../../registry/immutable-tags.js';
+import { refuseDeleteOfTagged, withImmutableTagLock } from '../../registry/immutable-tags.js';
 import { subjectOfStored } from '../../registry/referrers-index.js';
 import { ReferrersStore } from '../../registry/referrers-store.js';
 import { createTagRemover } from '../../registry/tag-delete.js';
@@ -140,7 +140,9 @@ export function createDeleter(options: DeleterOptions) {
     if (!isRepositoryName(name) || !isDigest(digest)) return notFound;
     const refused = refusal(viewer, name);
     if (refused) return refused;
-    return asWrite(async () => {
+    // Where immutable tags may be dropped, the check and the delete hold the API's lock, so no immutable push lands in between.
+    const locked = (work: () => Promise<DeleteOutcome>) => (authorizer.hasImmutableTags(name) ? withImmutableTagLock(name, work) : work());
+    return asWrite(() => locked(async () => {
       try {
         const head = await upstreams.fetch(`/v2/${name}/manifests/${digest}`, { method: 'HEAD', headers: { accept: manifestAccept } });
         if (head.status === 404) return notFound;
@@ -161,7 +163,7 @@ export function createDeleter(options: DeleterOptions) {
         return outcomeOf(error);
       }
       return deleted(viewer, name, digest);
-    });
+    })).catch(outcomeOf);
   }
 
   return { deleteTag, deleteManifest };
