@@ -331,7 +331,8 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
         await metrics?.close();
         // After the last request: what finished in the grace period is still audited and announced.
         await audit?.close();
-        webhooks?.close();
+        // Queued deliveries get one last try (the grace period, at most 10 s); what is left is logged as dead letters.
+        await webhooks?.close(Math.min(config.shutdownGraceSeconds, 10) * 1000);
         await maintenance.stop();
         web?.close();
         await shared?.close();

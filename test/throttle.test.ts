@@ -2,7 +2,8 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { addressGroup, LoginThrottle, type Guess, type ThrottleOptions } from '../src/auth/throttle.js';
+import { LoginThrottle, type Guess, type ThrottleOptions } from '../src/auth/throttle.js';
+import { addressGroup } from '../src/ip-address.js';
 
 /** A throttle on a clock the test moves by hand. */
 function throttleAt(options: ThrottleOptions = {}) {

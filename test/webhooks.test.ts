@@ -187,6 +187,52 @@ describe('webhook deliveries', () => {
     }
   });
 
+  it('stopping: a delivery waiting out its backoff is tried once more at once; one still refused becomes a dead letter holding its event', async () => {
+    // The first attempt of each event fails; then app/ok is accepted and app/bad refused.
+    const server = await receiver((received, count) => (count <= 2 ? 500 : received.body.includes('app/ok') ? 204 : 503));
+    const { logger, lines } = capturedLogger();
+    const webhooks = new Webhooks(await configured(hook(server.url).replace('retry_seconds: 0.01', 'retry_seconds: 60')), { logger, source: 'urn:test', userAgent: 'test' });
+    try {
+      webhooks.offer(pushed('app/ok', 'v1'));
+      webhooks.offer(pushed('app/bad', 'v1', 2));
+      await until('both waiting for a retry a minute away', () => webhooks.stats()[0]!.retried === 2 && webhooks.stats()[0]!.inFlight === 0);
+      await webhooks.close(5_000);
+      assert.equal(server.received.length, 4, 'each was tried once more, without waiting out the backoff');
+      assert.deepEqual({ ...webhooks.stats()[0], name: undefined }, { name: undefined, queued: 0, inFlight: 0, delivered: 1, retried: 2, failed: 1, dropped: 0 });
+      const dead = lines.filter((line) => line.msg === 'webhook delivery failed for good (dead letter)');
+      assert.equal(dead.length, 1);
+      assert.match(String(dead[0]!.err), /answered 503; the gateway is stopping/);
+      assert.equal((dead[0]!.event as { subject: string }).subject, 'app/bad:v1');
+      webhooks.offer(pushed('app/late', 'v1', 3));
+      assert.equal(server.received.length, 4, 'nothing is queued once stopping');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('stopping: a delivery the receiver holds past the drain, and those queued with no drain at all, are dead letters', async () => {
+    let release: () => void = () => undefined;
+    const held = new Promise<number>((resolve) => (release = () => resolve(204)));
+    const server = await receiver(() => held);
+    const { logger, lines } = capturedLogger();
+    const webhooks = new Webhooks(await configured(hook(server.url)), { logger, source: 'urn:test', userAgent: 'test' });
+    const second = new Webhooks(await configured(hook('http://127.0.0.1:9/')), { logger, source: 'urn:test', userAgent: 'test' });
+    try {
+      webhooks.offer(pushed('app/held', 'v1'));
+      await until('in flight', () => server.received.length === 1);
+      await webhooks.close(200);
+      second.offer(pushed('app/queued', 'v1', 2));
+      await second.close();
+      const dead = lines.filter((line) => line.msg === 'webhook delivery failed for good (dead letter)');
+      assert.deepEqual(dead.map((line) => (line.event as { subject: string }).subject).sort(), ['app/held:v1', 'app/queued:v1']);
+      assert.ok(dead.every((line) => line.err === 'not delivered before the gateway stopped'));
+      assert.equal(lines.filter((line) => String(line.msg).startsWith('gateway stopping: webhook deliveries not made')).length, 2);
+    } finally {
+      release();
+      await server.close();
+    }
+  });
+
   it('a full queue drops the oldest waiting delivery, counted and logged', async () => {
     const releases: (() => void)[] = [];
     const server = await receiver(() => new Promise<number>((resolve) => releases.push(() => resolve(204))));

@@ -10,7 +10,7 @@ import { RegistryError } from '../errors.js';
 import type { UserStore } from './htpasswd.js';
 import { HtpasswdAuthenticator } from './htpasswd-authenticator.js';
 import type { SuccessCache } from './success-cache.js';
-import { addressGroup } from './throttle.js';
+import { addressGroup } from '../ip-address.js';
 import type { Throttle } from '../state/shared-throttle.js';
 
 export { identityOfPassword } from './htpasswd-authenticator.js';

@@ -1,5 +1,6 @@
 // The shared state of a cluster worker: every call answered by the one InProcessSharedState its primary holds, notices from the primary to every worker.
 
+import { NoticeListeners } from '../state/notice-listeners.js';
 import type { NoticeChannel, NoticeListener, SharedState } from '../state/shared-state.js';
 import type { PrimaryMessage, StateCall, WorkerMessage } from './messages.js';
 
@@ -28,15 +29,14 @@ export class IpcSharedState implements SharedState {
   readonly #channel: PrimaryChannel;
   readonly #timeoutMs: number;
   readonly #pending = new Map<number, Pending>();
-  readonly #listeners = new Map<NoticeChannel, Set<NoticeListener>>();
-  readonly #onListenerError: (error: unknown) => void;
+  readonly #listeners: NoticeListeners;
   #nextId = 1;
   #closed = false;
 
   constructor(channel: PrimaryChannel, options: { timeoutMs?: number; onListenerError?(error: unknown): void } = {}) {
     this.#channel = channel;
     this.#timeoutMs = options.timeoutMs ?? callTimeoutMs;
-    this.#onListenerError = options.onListenerError ?? (() => undefined);
+    this.#listeners = new NoticeListeners(options.onListenerError);
   }
 
   /** Takes the answers and notices among the primary's messages; false for the others. */
@@ -51,13 +51,7 @@ export class IpcSharedState implements SharedState {
       return true;
     }
     if (message.type === 'gateway:notice') {
-      for (const listener of [...(this.#listeners.get(message.channel) ?? [])]) {
-        try {
-          listener(message.message);
-        } catch (error) {
-          this.#onListenerError(error);
-        }
-      }
+      this.#listeners.tell(message.channel, message.message);
       return true;
     }
     return false;
@@ -106,11 +100,7 @@ export class IpcSharedState implements SharedState {
   }
 
   subscribe(channel: NoticeChannel, listener: NoticeListener): () => void {
-    const listeners = this.#listeners.get(channel) ?? new Set();
-    this.#listeners.set(channel, listeners);
-    const own: NoticeListener = (message) => listener(message);
-    listeners.add(own);
-    return () => void listeners.delete(own);
+    return this.#listeners.add(channel, listener);
   }
 
   async close(): Promise<void> {

@@ -57,6 +57,12 @@ class Receiver {
   readonly #agent: http.Agent;
   #waiting: Delivery[] = [];
   #timer: NodeJS.Timeout | undefined;
+  /** Deliveries being attempted now. */
+  readonly #sending = new Set<Delivery>();
+  /** Stopping: nothing new is queued, nothing failed is tried again. */
+  #closing = false;
+  /** Told when the last delivery of a closing receiver has ended. */
+  #drained: (() => void) | undefined;
   #closed = false;
 
   constructor(
@@ -79,7 +85,7 @@ class Receiver {
   }
 
   enqueue(payload: Payload, seq: number): void {
-    if (this.#closed) return;
+    if (this.#closing) return;
     if (this.#waiting.length >= this.config.queueSize) {
       let oldest = 0;
       for (let i = 1; i < this.#waiting.length; i++) if (this.#waiting[i]!.seq < this.#waiting[oldest]!.seq) oldest = i;
@@ -98,6 +104,7 @@ class Receiver {
   /** Starts what is due, up to the concurrency; wakes again when the next retry is due. */
   #pump(): void {
     if (this.#closed) return;
+    if (this.#closing && this.#waiting.length === 0 && this.#sending.size === 0) return this.#drained?.();
     const now = Date.now();
     while (this.stats.inFlight < concurrency) {
       const at = this.#waiting.findIndex((delivery) => delivery.dueAt <= now);
@@ -105,6 +112,7 @@ class Receiver {
       const [delivery] = this.#waiting.splice(at, 1);
       this.stats.queued = this.#waiting.length;
       this.stats.inFlight += 1;
+      this.#sending.add(delivery!);
       void this.#attempt(delivery!);
     }
     if (this.#timer) clearTimeout(this.#timer);
@@ -120,19 +128,16 @@ class Receiver {
     delivery.attempts += 1;
     const outcome = await this.#send(delivery);
     this.stats.inFlight -= 1;
+    // Closed meanwhile: close() has written its dead letter.
     if (this.#closed) return;
+    this.#sending.delete(delivery);
     const { name } = this.config;
     const { id, type, subject } = delivery.payload;
     if (outcome.ok) {
       this.stats.delivered += 1;
       this.options.logger.info({ webhook: name, id, type, subject, attempts: delivery.attempts, status: outcome.status }, 'webhook delivered');
-    } else if (!outcome.retry || delivery.attempts >= this.config.maxAttempts) {
-      this.stats.failed += 1;
-      // The dead letter: everything needed to send it again by hand (the event carries no secret).
-      this.options.logger.error(
-        { webhook: name, receiver: this.config.url.origin, id, type, subject, attempts: delivery.attempts, err: outcome.reason, event: JSON.parse(delivery.payload.body) as unknown },
-        'webhook delivery failed for good (dead letter)',
-      );
+    } else if (!outcome.retry || delivery.attempts >= this.config.maxAttempts || this.#closing) {
+      this.#deadLetter(delivery, this.#closing && outcome.retry ? `${outcome.reason}; the gateway is stopping` : outcome.reason);
     } else {
       const waitMs = this.#backoff(delivery.attempts, outcome.retryAfterMs);
       delivery.dueAt = Date.now() + waitMs;
@@ -142,6 +147,16 @@ class Receiver {
       this.options.logger.warn({ webhook: name, id, type, subject, attempt: delivery.attempts, err: outcome.reason, retry_in_ms: waitMs }, 'webhook attempt failed; trying again');
     }
     this.#pump();
+  }
+
+  /** The dead letter: everything needed to send it again by hand (the event carries no secret). */
+  #deadLetter(delivery: Delivery, reason: string): void {
+    this.stats.failed += 1;
+    const { id, type, subject, body } = delivery.payload;
+    this.options.logger.error(
+      { webhook: this.config.name, receiver: this.config.url.origin, id, type, subject, attempts: delivery.attempts, err: reason, event: JSON.parse(body) as unknown },
+      'webhook delivery failed for good (dead letter)',
+    );
   }
 
   /** retry_seconds doubled per attempt made, with jitter (half to all of it), at least what Retry-After asks, at most five minutes. */
@@ -193,13 +208,36 @@ class Receiver {
     });
   }
 
-  close(): number {
+  /**
+   * Gives what is queued one last attempt at once (no backoff waited out, nothing failed tried
+   * again) for at most `drainMs`; then stops, and writes a dead letter for every delivery not
+   * made. Resolves with how many those were.
+   */
+  async close(drainMs: number): Promise<number> {
+    if (this.#closing) return 0;
+    this.#closing = true;
+    if (drainMs > 0 && this.#waiting.length + this.#sending.size > 0) {
+      for (const delivery of this.#waiting) delivery.dueAt = 0;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => {
+          this.#drained = resolve;
+          this.#pump();
+        }),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, drainMs))),
+      ]);
+      clearTimeout(timer);
+    }
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
     this.#agent.destroy();
-    const left = this.#waiting.length + this.stats.inFlight;
+    // An attempt cut off here may have reached the receiver: its dead letter can be a duplicate (the id tells).
+    const left = [...this.#sending, ...this.#waiting];
+    for (const delivery of left) this.#deadLetter(delivery, 'not delivered before the gateway stopped');
+    this.#sending.clear();
     this.#waiting = [];
-    return left;
+    this.stats.queued = 0;
+    return left.length;
   }
 }
 
@@ -243,12 +281,14 @@ export class Webhooks {
     for (const receiver of this.#receivers) receiver.reloadSecret();
   }
 
-  /** Stops at once: deliveries not yet made are lost, and said so. */
-  close(): void {
-    for (const receiver of this.#receivers) {
-      const left = receiver.close();
-      if (left > 0) this.#options.logger.warn({ webhook: receiver.config.name, undelivered: left }, 'gateway stopping: webhook deliveries not made');
-    }
+  /** Tries what is queued once more for at most `drainMs` (0: not at all); every delivery not made is logged as a dead letter. */
+  async close(drainMs = 0): Promise<void> {
+    await Promise.all(
+      this.#receivers.map(async (receiver) => {
+        const left = await receiver.close(drainMs);
+        if (left > 0) this.#options.logger.warn({ webhook: receiver.config.name, undelivered: left }, 'gateway stopping: webhook deliveries not made (each logged as a dead letter)');
+      }),
+    );
   }
 }
 

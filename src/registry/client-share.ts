@@ -1,6 +1,6 @@
 // Upstream requests in flight per client address, so one client cannot hold every registry connection.
 
-import { addressGroup } from '../auth/throttle.js';
+import { addressGroup } from '../ip-address.js';
 
 /** A place in the share; release() is idempotent, so every way an exchange ends may call it. */
 export interface ShareSlot {

@@ -1,6 +1,7 @@
 // The shared state in Redis (GATEWAY_REDIS_URL): atomic counters and turns, values, and notices by pub/sub, that never hold a request up when Redis is away.
 
 import type { createClient } from 'redis';
+import { NoticeListeners } from './notice-listeners.js';
 import type { NoticeChannel, NoticeListener, SharedState } from './shared-state.js';
 
 export interface RedisStateOptions {
@@ -77,7 +78,8 @@ export class RedisSharedState implements SharedState {
   readonly kind = 'redis';
   readonly #options: RedisStateOptions;
   #clients: Clients | undefined;
-  readonly #listeners = new Map<NoticeChannel, Set<NoticeListener>>();
+  /** One listener's trouble is its own; the others still hear the notice. */
+  readonly #listeners = new NoticeListeners();
   /** Channels subscribed, or being subscribed, on the notices connection. */
   readonly #subscribed = new Set<NoticeChannel>();
   readonly #timeoutMs: number;
@@ -180,18 +182,9 @@ export class RedisSharedState implements SharedState {
   }
 
   subscribe(channel: NoticeChannel, listener: NoticeListener): () => void {
-    const listeners = this.#listeners.get(channel) ?? new Set();
-    this.#listeners.set(channel, listeners);
-    const own: NoticeListener = (message) => {
-      try {
-        listener(message);
-      } catch {
-        // One listener's trouble is its own; the others still hear the notice.
-      }
-    };
-    listeners.add(own);
+    const remove = this.#listeners.add(channel, listener);
     this.#subscribeAll();
-    return () => void listeners.delete(own);
+    return remove;
   }
 
   /**
@@ -201,12 +194,12 @@ export class RedisSharedState implements SharedState {
   #subscribeAll(): void {
     const notices = this.#clients?.notices;
     if (this.#closed || notices === undefined || !notices.isReady) return;
-    for (const [channel, listeners] of this.#listeners) {
+    for (const channel of this.#listeners.channels()) {
       if (this.#subscribed.has(channel)) continue;
       this.#subscribed.add(channel);
       notices
         .subscribe(this.#channel(channel), (message: string) => {
-          for (const each of [...listeners]) each(message);
+          this.#listeners.tell(channel, message);
         })
         .catch(() => this.#subscribed.delete(channel));
     }

@@ -1,6 +1,7 @@
 // What several gateway processes share (login-failure counters, turns, notices, a few values), and the in-process version one gateway uses alone.
 
 import { performance } from 'node:perf_hooks';
+import { NoticeListeners } from './notice-listeners.js';
 
 /**
  * Named channels for notices. Messages are JSON text; src/state/notices.ts says what each carries.
@@ -85,19 +86,18 @@ export class InProcessSharedState implements SharedState {
   readonly kind: string = 'process';
   readonly #maxKeys: number;
   readonly #now: () => number;
-  readonly #onListenerError: (error: unknown) => void;
   /** Counters and turns, least recently touched first. */
   readonly #counters = new Map<string, Timed>();
   readonly #turns = new Map<string, Timed>();
   readonly #values = new Map<string, string>();
-  readonly #listeners = new Map<NoticeChannel, Set<NoticeListener>>();
+  readonly #listeners: NoticeListeners;
   #closed = false;
 
   constructor(options: InProcessSharedStateOptions = {}) {
     this.#maxKeys = options.maxKeys ?? 100_000;
     if (!Number.isInteger(this.#maxKeys) || this.#maxKeys < 1) throw new RangeError('maxKeys must be a positive integer');
     this.#now = options.now ?? (() => performance.now());
-    this.#onListenerError = options.onListenerError ?? (() => undefined);
+    this.#listeners = new NoticeListeners(options.onListenerError);
   }
 
   async addCount(key: string, windowMs: number): Promise<number> {
@@ -145,25 +145,11 @@ export class InProcessSharedState implements SharedState {
 
   async publish(channel: NoticeChannel, message: string): Promise<void> {
     this.#open();
-    const listeners = [...(this.#listeners.get(channel) ?? [])];
-    setImmediate(() => {
-      for (const listener of listeners) {
-        try {
-          listener(message);
-        } catch (error) {
-          this.#onListenerError(error);
-        }
-      }
-    });
+    setImmediate(() => this.#listeners.tell(channel, message));
   }
 
   subscribe(channel: NoticeChannel, listener: NoticeListener): () => void {
-    const listeners = this.#listeners.get(channel) ?? new Set();
-    this.#listeners.set(channel, listeners);
-    // Each subscription is its own, even for the same function.
-    const own: NoticeListener = (message) => listener(message);
-    listeners.add(own);
-    return () => void listeners.delete(own);
+    return this.#listeners.add(channel, listener);
   }
 
   async close(): Promise<void> {
