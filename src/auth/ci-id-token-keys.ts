@@ -3,7 +3,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import { performance } from 'node:perf_hooks';
-import { createRemoteJWKSet, customFetch, errors, type FetchImplementation, type FlattenedJWSInput, type JWTHeaderParameters } from 'jose';
+import type * as Jose from 'jose';
+import type { FetchImplementation, FlattenedJWSInput, JWTHeaderParameters } from 'jose';
 import type { FileLog } from '../config/watched-file.js';
 import { endpointProblem } from './ci-id-token-config.js';
 
@@ -29,25 +30,33 @@ export interface IssuerKeysOptions {
   failureBackoffMs: number;
 }
 
+/** jose, loaded at the first token or probe: only gateways with a CI ID-token provider need it. */
+let jose: typeof Jose | undefined;
+export async function loadJose(): Promise<typeof Jose> {
+  return (jose ??= await import('jose'));
+}
+
 /** Discovery documents and key sets are small; a larger answer is refused rather than read. */
 const maxResponseBytes = 256 * 1024;
 
 /** Where the keys are looked up before a token's signature is checked. */
 export type KeyLookup = (header: JWTHeaderParameters, token: FlattenedJWSInput) => Promise<CryptoKey>;
 
-type RemoteKeySet = ReturnType<typeof createRemoteJWKSet>;
+type RemoteKeySet = ReturnType<typeof Jose.createRemoteJWKSet>;
 
 export class IssuerKeys {
   readonly #options: IssuerKeysOptions;
   readonly #fetch: FetchImplementation;
   #keySet: RemoteKeySet | undefined;
+  /** The configured JWKS URL, until its key set is made (with jose, at the first use). */
+  #configuredJwksUri: URL | undefined;
   #discovering: Promise<RemoteKeySet> | undefined;
   #failure: { at: number; message: string } | undefined;
 
   constructor(options: IssuerKeysOptions) {
     this.#options = options;
     this.#fetch = issuerFetch(options.caPem);
-    if (options.jwksUri !== undefined) this.#keySet = this.#remoteKeySet(options.jwksUri);
+    if (options.jwksUri !== undefined) this.#configuredJwksUri = new URL(options.jwksUri);
   }
 
   get issuer(): string {
@@ -60,6 +69,7 @@ export class IssuerKeys {
     try {
       return await keySet(header, token);
     } catch (error) {
+      const { errors } = await loadJose();
       // Several keys may fit a header without kid: jose tries each, through the error it threw.
       if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) throw error;
       throw this.#failed(error);
@@ -69,7 +79,7 @@ export class IssuerKeys {
   /** Fetches the keys now (discovery first when needed), for `gateway config check`. */
   async probe(): Promise<{ ok: boolean; detail: string }> {
     try {
-      const keySet = this.#keySet ?? (await this.#discover());
+      const keySet = (await this.#configuredKeySet()) ?? (await this.#discover());
       await keySet.reload();
       const keys = keySet.jwks()?.keys ?? [];
       const kinds = [...new Set(keys.map((key) => key.alg ?? key.kty ?? '?'))].join(', ');
@@ -85,20 +95,28 @@ export class IssuerKeys {
     if (failure !== undefined && performance.now() - failure.at < this.#options.failureBackoffMs) {
       throw new IssuerUnavailableError(failure.message);
     }
-    if (this.#keySet !== undefined) return this.#keySet;
     try {
-      return await this.#discover();
+      return (await this.#configuredKeySet()) ?? (await this.#discover());
     } catch (error) {
       throw this.#failed(error);
     }
   }
 
+  /** The key set made or known so far: for a configured JWKS URL, made at the first call. */
+  async #configuredKeySet(): Promise<RemoteKeySet | undefined> {
+    if (this.#keySet === undefined && this.#configuredJwksUri !== undefined) {
+      const remoteKeySet = await this.#remoteKeySet(this.#configuredJwksUri);
+      this.#keySet ??= remoteKeySet;
+    }
+    return this.#keySet;
+  }
+
   /** One discovery at a time; its result is kept for the life of the process. */
   #discover(): Promise<RemoteKeySet> {
     this.#discovering ??= discoverJwksUri(this.#options.issuer, this.#fetch, this.#options.timeoutMs)
-      .then((jwksUri) => {
+      .then(async (jwksUri) => {
         this.#options.logger.info({ issuer: this.issuer, jwksUri }, 'CI ID-token issuer discovered');
-        this.#keySet = this.#remoteKeySet(jwksUri);
+        this.#keySet = await this.#remoteKeySet(new URL(jwksUri));
         return this.#keySet;
       })
       .finally(() => {
@@ -107,8 +125,9 @@ export class IssuerKeys {
     return this.#discovering;
   }
 
-  #remoteKeySet(jwksUri: string): RemoteKeySet {
-    return createRemoteJWKSet(new URL(jwksUri), {
+  async #remoteKeySet(jwksUri: URL): Promise<RemoteKeySet> {
+    const { createRemoteJWKSet, customFetch } = await loadJose();
+    return createRemoteJWKSet(jwksUri, {
       timeoutDuration: this.#options.timeoutMs,
       cooldownDuration: this.#options.unknownKeyCooldownMs,
       cacheMaxAge: this.#options.maxKeyAgeMs,

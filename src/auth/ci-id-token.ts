@@ -3,13 +3,14 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
+import type * as Jose from 'jose';
+import type { JWTPayload } from 'jose';
 import type { Identity } from '../access/access.js';
 import type { FileLog } from '../config/watched-file.js';
 import { ConfigError } from '../errors.js';
 import type { AuthAnswer, PasswordAuthenticator, PresentedPassword, TokenUse } from './chain.js';
 import type { CiIdTokenIssuerConfig, CiIdTokenMappingConfig, CiIdTokenProviderConfig } from './ci-id-token-config.js';
-import { IssuerKeys, IssuerUnavailableError } from './ci-id-token-keys.js';
+import { IssuerKeys, IssuerUnavailableError, loadJose } from './ci-id-token-keys.js';
 import { claimText, compileClaimGlob, compileUserTemplate, mappedUserProblem, printable, type ClaimGlob, type UserTemplate } from './ci-id-token-match.js';
 
 export { ciIdTokenProviderSchema, describeCiIdTokenProvider, parseCiIdTokenProvider, type CiIdTokenEntry, type CiIdTokenProviderConfig } from './ci-id-token-config.js';
@@ -99,6 +100,7 @@ class CiIdTokenAuthenticator implements PasswordAuthenticator {
       return refused(`password longer than ${maxIdTokenBytes} bytes, too long for an ID token`);
     }
     if (!compactJwt.test(token)) return refused('password is not a JWT');
+    const { decodeJwt, decodeProtectedHeader, errors, jwtVerify } = await loadJose();
     let alg: unknown;
     let unverified: JWTPayload;
     try {
@@ -123,7 +125,7 @@ class CiIdTokenAuthenticator implements PasswordAuthenticator {
         requiredClaims: ['exp'],
       }));
     } catch (error) {
-      return this.#refusal(error, issuer.issuer);
+      return this.#refusal(error, issuer.issuer, errors);
     }
     return this.#mapped(issuer, claims, token);
   }
@@ -178,7 +180,7 @@ class CiIdTokenAuthenticator implements PasswordAuthenticator {
     return { kind: 'yes', identity: { user: rendered.user, credential, groups: mapping.groups, authenticator: this.name } };
   }
 
-  #refusal(error: unknown, issuer: string): AuthAnswer {
+  #refusal(error: unknown, issuer: string, errors: typeof Jose.errors): AuthAnswer {
     if (error instanceof IssuerUnavailableError) return { kind: 'unavailable', reason: error.message };
     if (error instanceof errors.JWTExpired) return refused('ID token expired');
     if (error instanceof errors.JWTClaimValidationFailed) {

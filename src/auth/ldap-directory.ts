@@ -2,7 +2,8 @@
 
 import net from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
-import { Client, ResultCodeError, SizeLimitExceededError, type Entry } from 'ldapts';
+import type { Client, Entry } from 'ldapts';
+import { ldapts } from './ldap-filter.js';
 
 export interface DirectoryAddress {
   /** ldap://HOST[:PORT] or ldaps://HOST[:PORT] */
@@ -32,7 +33,7 @@ export class TooManyEntries extends Error {
 const refusedBindCodes = new Set([48, 49, 50, 53]);
 
 function describe(error: unknown): string {
-  if (error instanceof ResultCodeError) return `${error.name.replace(/Error$/, '')} (result code ${error.code})`;
+  if (error instanceof ldapts().ResultCodeError) return `${error.name.replace(/Error$/, '')} (result code ${error.code})`;
   const message = error instanceof Error ? error.message : String(error);
   const code = (error as NodeJS.ErrnoException).code;
   return code !== undefined && !message.includes(code) ? `${message} (${code})` : message;
@@ -79,7 +80,7 @@ export class DirectorySession {
   static async open(address: DirectoryAddress): Promise<DirectorySession> {
     const host = new URL(address.url).hostname.replace(/^\[|\]$/g, '');
     const tls = tlsOptions(address, host);
-    const client = new Client({
+    const client = new (ldapts().Client)({
       url: address.url,
       timeout: address.timeoutMs,
       connectTimeout: address.timeoutMs,
@@ -102,7 +103,7 @@ export class DirectorySession {
       // The library's own limit covers operations; this one also the connect and TLS steps around them.
       return await within(operation, this.#timeoutMs * 2, what, () => void this.close());
     } catch (error) {
-      if (error instanceof DirectoryUnavailable || error instanceof ResultCodeError) throw error;
+      if (error instanceof DirectoryUnavailable || error instanceof ldapts().ResultCodeError) throw error;
       throw new DirectoryUnavailable(`${what}: ${describe(error)}`);
     }
   }
@@ -115,6 +116,7 @@ export class DirectorySession {
       await this.#step(this.#client.bind(dn, password), 'bind');
       return true;
     } catch (error) {
+      const { ResultCodeError } = ldapts();
       if (error instanceof ResultCodeError && refusedBindCodes.has(error.code)) return false;
       if (error instanceof ResultCodeError) throw new DirectoryUnavailable(`bind: ${describe(error)}`);
       throw error;
@@ -143,6 +145,7 @@ export class DirectorySession {
       if (result.searchEntries.length > options.maxEntries) throw new TooManyEntries(`more than ${options.maxEntries} entries`);
       return result.searchEntries;
     } catch (error) {
+      const { ResultCodeError, SizeLimitExceededError } = ldapts();
       if (error instanceof SizeLimitExceededError) throw new TooManyEntries('more entries than the directory returns at once');
       if (error instanceof ResultCodeError) throw new DirectoryUnavailable(`search under ${base}: ${describe(error)}`);
       throw error;

@@ -1,6 +1,15 @@
 // LDAP text: RFC 4515 escaping of values put into configured filters, filter templates, and a group's name from its DN.
 
-import { FilterParser } from 'ldapts';
+import { createRequire } from 'node:module';
+
+/**
+ * ldapts, loaded at its first use (a configured filter checked, a directory asked): only gateways with
+ * an LDAP provider need it. Its CommonJS build, loaded synchronously, and the one copy every LDAP file uses.
+ */
+let ldaptsModule: typeof import('ldapts') | undefined;
+export function ldapts(): typeof import('ldapts') {
+  return (ldaptsModule ??= createRequire(import.meta.url)('ldapts') as typeof import('ldapts'));
+}
 
 /**
  * Escapes a value for an LDAP filter (RFC 4515 section 3): `*`, `(`, `)`, `\` and NUL become `\2a`,
@@ -30,7 +39,7 @@ export function filterTemplateProblem(template: string, allowed: readonly string
   if (missing !== undefined) return `must contain {${missing}}, e.g. (uid={${missing}})`;
   if (!template.startsWith('(') || !template.endsWith(')') || !balanced(template)) return 'must be an LDAP filter in balanced parentheses, e.g. (uid={user})';
   try {
-    FilterParser.parseString(fillFilter(template, Object.fromEntries(allowed.map((name) => [name, 'x']))));
+    ldapts().FilterParser.parseString(fillFilter(template, Object.fromEntries(allowed.map((name) => [name, 'x']))));
   } catch (error) {
     return `is not a valid LDAP filter (${(error as Error).message})`;
   }

@@ -1,6 +1,6 @@
 // OpenID Connect sign-in with openid-client: discovery (cached), the authorization URL with PKCE (S256), state and nonce, and the code exchanged for checked claims.
 
-import * as client from 'openid-client';
+import type * as OpenIdClient from 'openid-client';
 import type { OidcProviderConfig } from './oidc-config.js';
 import { userFromClaims, type SignedInUser } from './oidc-claims.js';
 import { issuerFetch, IssuerUnreachableError, type FetchLike } from './oidc-fetch.js';
@@ -31,6 +31,12 @@ export class SignInError extends Error {
 const discoveryTtlMs = 60 * 60 * 1000;
 const discoveryRetryMs = 5 * 1000;
 const loopbackHosts = new Set(['127.0.0.1', '[::1]', 'localhost']);
+
+/** openid-client, loaded at the first discovery: only gateways with an OpenID provider need it. */
+let openIdClient: typeof OpenIdClient | undefined;
+async function loadClient(): Promise<typeof OpenIdClient> {
+  return (openIdClient ??= await import('openid-client'));
+}
 
 function unreachable(error: unknown): boolean {
   for (let cause: unknown = error, depth = 0; cause instanceof Error && depth < 5; cause = cause.cause, depth += 1) {
@@ -65,8 +71,8 @@ export class OidcSignIn {
   readonly #clientSecret: string;
   readonly #fetch: FetchLike;
   readonly #now: () => number;
-  #discovered: { configuration: client.Configuration; at: number } | undefined;
-  #discovering: Promise<client.Configuration> | undefined;
+  #discovered: { configuration: OpenIdClient.Configuration; at: number } | undefined;
+  #discovering: Promise<OpenIdClient.Configuration> | undefined;
   #failed: { at: number; error: SignInError } | undefined;
 
   constructor(options: OidcSignInOptions) {
@@ -82,7 +88,7 @@ export class OidcSignIn {
   }
 
   /** The provider's metadata, fetched at most once an hour; a provider that cannot be reached is not asked again for a few seconds. */
-  async #configuration(): Promise<client.Configuration> {
+  async #configuration(): Promise<OpenIdClient.Configuration> {
     const now = this.#now();
     if (this.#discovered !== undefined && now - this.#discovered.at < discoveryTtlMs) return this.#discovered.configuration;
     if (this.#failed !== undefined && now - this.#failed.at < discoveryRetryMs) {
@@ -101,11 +107,12 @@ export class OidcSignIn {
     }
   }
 
-  async #discover(): Promise<client.Configuration> {
+  async #discover(): Promise<OpenIdClient.Configuration> {
     const { config } = this;
+    const client = await loadClient();
     const auth = config.clientAuth === 'client_secret_post' ? client.ClientSecretPost(this.#clientSecret) : client.ClientSecretBasic(this.#clientSecret);
     const issuer = new URL(config.issuer);
-    const options: client.DiscoveryRequestOptions = { [client.customFetch]: this.#fetch, timeout: config.timeoutSeconds };
+    const options: OpenIdClient.DiscoveryRequestOptions = { [client.customFetch]: this.#fetch, timeout: config.timeoutSeconds };
     // Plain http only for an issuer on this machine (the configuration allows nothing else).
     if (issuer.protocol === 'http:' && loopbackHosts.has(issuer.hostname)) options.execute = [client.allowInsecureRequests];
     try {
@@ -125,6 +132,7 @@ export class OidcSignIn {
   /** Where to send the browser, and what it must bring back. */
   async begin(): Promise<{ url: URL; pending: PendingSignIn }> {
     const configuration = await this.#configuration();
+    const client = await loadClient();
     const pending: PendingSignIn = { state: client.randomState(), nonce: client.randomNonce(), verifier: client.randomPKCECodeVerifier() };
     const url = client.buildAuthorizationUrl(configuration, {
       redirect_uri: this.redirectUri,
@@ -144,6 +152,7 @@ export class OidcSignIn {
    */
   async complete(query: string, pending: PendingSignIn): Promise<SignedInUser> {
     const configuration = await this.#configuration();
+    const client = await loadClient();
     const current = new URL(this.redirectUri);
     current.search = query;
     let claims: Record<string, unknown>;

@@ -1,7 +1,7 @@
 // What a webhook receiver gets: a CloudEvents 1.0 JSON event (structured mode) for a push or delete, and the HMAC-SHA256 signature over it.
 
 import { createHmac } from 'node:crypto';
-import { CloudEvent, HTTP } from 'cloudevents';
+import { createRequire } from 'node:module';
 import type { GatewayEvent, ManifestDeleted, ManifestPushed } from './events.js';
 import type { WebhookConfig, WebhookEvent } from './webhook-config.js';
 
@@ -23,6 +23,12 @@ export interface Payload {
   body: string;
 }
 
+/** cloudevents (CommonJS), loaded at the first event offered to a webhook: only gateways with webhooks need it. */
+let cloudevents: typeof import('cloudevents') | undefined;
+function cloudEvents(): typeof import('cloudevents') {
+  return (cloudevents ??= createRequire(import.meta.url)('cloudevents') as typeof import('cloudevents'));
+}
+
 const isDigest = (reference: string) => /^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/.test(reference);
 
 function dataOf(event: ManifestPushed | ManifestDeleted): Record<string, string> {
@@ -38,6 +44,7 @@ export function payloadOf(event: GatewayEvent, source: string, time: Date): Payl
   if (event.type !== 'manifest.pushed' && event.type !== 'manifest.deleted') return undefined;
   const data = dataOf(event);
   const subject = data.tag !== undefined ? `${event.repository}:${data.tag}` : `${event.repository}@${data.digest}`;
+  const { CloudEvent, HTTP } = cloudEvents();
   const cloudEvent = new CloudEvent({
     type: `${cloudEventTypePrefix}${event.type}`,
     source,

@@ -188,7 +188,20 @@ export function createRegistryProxy(options: RegistryProxyOptions): RegistryProx
       res.destroy();
     }, bodyIdleMs);
     idle.unref();
-    req.on('data', () => idle.refresh());
+    // TLS hands the body over one record (16 KiB) at a time: what arrives in one turn of the event
+    // loop goes to the registry in one write, not one system call per record.
+    let corked = false;
+    const uncork = () => {
+      corked = false;
+      upstreamReq.uncork();
+    };
+    req.on('data', () => {
+      idle.refresh();
+      if (corked) return;
+      corked = true;
+      upstreamReq.cork();
+      setImmediate(uncork);
+    });
     upstreamReq.on('drain', () => idle.refresh());
     req.once('end', () => clearTimeout(idle));
     req.once('close', () => {

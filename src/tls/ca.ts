@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import forge from 'node-forge';
+import type forge from 'node-forge';
 import { CertificateError } from '../errors.js';
 import {
   buildCertificate,
@@ -13,6 +13,7 @@ import {
   ipAddressBytes,
   KEY_MODE,
   makeDirectory,
+  nodeForge,
   parseOrRefuse,
   signCertificate,
   writeFileAtomic,
@@ -99,15 +100,15 @@ export async function createAuthority(paths: CaPaths, hosts: string[]): Promise<
   signCertificate(cert, keys.privateKeyPem);
   await makeDirectory(path.dirname(paths.caKey), { private: true });
   await writeFileAtomic(paths.caKey, keys.privateKeyPem, KEY_MODE);
-  await writeFileAtomic(paths.caCert, forge.pki.certificateToPem(cert), CERT_MODE);
+  await writeFileAtomic(paths.caCert, nodeForge().pki.certificateToPem(cert), CERT_MODE);
   return { cert, privateKeyPem: keys.privateKeyPem };
 }
 
 export async function loadAuthority(paths: CaPaths): Promise<Authority> {
   const { caCert, caKey } = paths;
-  const cert = parseOrRefuse(caCert, await fs.readFile(caCert, 'utf8'), (pem) => forge.pki.certificateFromPem(pem));
+  const cert = parseOrRefuse(caCert, await fs.readFile(caCert, 'utf8'), (pem) => nodeForge().pki.certificateFromPem(pem));
   const privateKeyPem = await fs.readFile(caKey, 'utf8');
-  const key = parseOrRefuse(caKey, privateKeyPem, (pem) => forge.pki.privateKeyFromPem(pem));
+  const key = parseOrRefuse(caKey, privateKeyPem, (pem) => nodeForge().pki.privateKeyFromPem(pem));
   const certKey = cert.publicKey as RsaPublicKey;
   if (!certKey.n.equals(key.n) || !certKey.e.equals(key.e)) {
     throw new CertificateError(`${caKey} is not the private key of ${caCert}`);
@@ -155,7 +156,7 @@ export function nameLimits(cert: forge.pki.Certificate): NameLimits | undefined 
   const extension = (cert.extensions as { id?: string; value?: unknown }[]).find((entry) => entry.id === NAME_CONSTRAINTS_OID);
   if (typeof extension?.value !== 'string') return undefined;
   const limits: NameLimits = { dnsNames: [], ipAddresses: [] };
-  const root = forge.asn1.fromDer(extension.value);
+  const root = nodeForge().asn1.fromDer(extension.value);
   for (const subtrees of root.value as forge.asn1.Asn1[]) {
     // [0] permittedSubtrees; the [1] excluded ones only narrow further.
     if (subtrees.type !== 0) continue;
@@ -175,9 +176,10 @@ export function nameLimits(cert: forge.pki.Certificate): NameLimits | undefined 
  * extension, so the DER is built here and added as raw bytes.
  */
 function nameConstraintsExtension(hosts: string[]): object {
-  const { CONTEXT_SPECIFIC, UNIVERSAL } = forge.asn1.Class;
-  const generalName = (tag: number, bytes: string) => forge.asn1.create(CONTEXT_SPECIFIC, tag, false, bytes);
-  const subtree = (name: forge.asn1.Asn1) => forge.asn1.create(UNIVERSAL, forge.asn1.Type.SEQUENCE, true, [name]);
+  const { asn1 } = nodeForge();
+  const { CONTEXT_SPECIFIC, UNIVERSAL } = asn1.Class;
+  const generalName = (tag: number, bytes: string) => asn1.create(CONTEXT_SPECIFIC, tag, false, bytes);
+  const subtree = (name: forge.asn1.Asn1) => asn1.create(UNIVERSAL, asn1.Type.SEQUENCE, true, [name]);
   const dnsNames = [...new Set(hosts.filter((host) => !net.isIP(host)).map((host) => host.replace(/^\*\./, '')))];
   const addresses = hosts.filter((host) => net.isIP(host));
   const permitted = [
@@ -186,9 +188,9 @@ function nameConstraintsExtension(hosts: string[]): object {
   ];
   // Address and mask all zero: every IPv4 (8 bytes) or IPv6 (32 bytes) address.
   const excluded = addresses.length > 0 ? [] : [8, 32].map((length) => subtree(generalName(7, '\0'.repeat(length))));
-  const parts = [forge.asn1.create(CONTEXT_SPECIFIC, 0, true, permitted)];
-  if (excluded.length > 0) parts.push(forge.asn1.create(CONTEXT_SPECIFIC, 1, true, excluded));
-  const der = forge.asn1.toDer(forge.asn1.create(UNIVERSAL, forge.asn1.Type.SEQUENCE, true, parts)).getBytes();
+  const parts = [asn1.create(CONTEXT_SPECIFIC, 0, true, permitted)];
+  if (excluded.length > 0) parts.push(asn1.create(CONTEXT_SPECIFIC, 1, true, excluded));
+  const der = asn1.toDer(asn1.create(UNIVERSAL, asn1.Type.SEQUENCE, true, parts)).getBytes();
   return { id: NAME_CONSTRAINTS_OID, critical: true, value: der };
 }
 

@@ -1,12 +1,11 @@
 // What `gateway certs show` reports for the files on disk: the server certificate's names, issuer, expiry and chain, and where the CA key is.
 import { X509Certificate } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import forge from 'node-forge';
 import { describeLimits, nameLimits } from './ca.js';
 import { CertificateError } from '../errors.js';
 import { isMissing } from '../config/files.js';
 import { clientAddress, displayPath, trustInstructions } from './trust.js';
-import { DAY_MS } from './x509.js';
+import { DAY_MS, nodeForge } from './x509.js';
 
 export interface ShowOptions {
   serverCert: string;
@@ -122,7 +121,7 @@ function coversHost(cert: X509Certificate, host: string): boolean {
 function caLimits(ca: X509Certificate): string {
   let limits;
   try {
-    limits = nameLimits(forge.pki.certificateFromPem(ca.toString()));
+    limits = nameLimits(nodeForge().pki.certificateFromPem(ca.toString()));
   } catch {
     return '(cannot read its name constraints)';
   }

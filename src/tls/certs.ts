@@ -2,7 +2,7 @@
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import forge from 'node-forge';
+import type forge from 'node-forge';
 import { checkHostsPermitted, createAuthority, defaultCaDir, loadAuthority, relocateLegacyCaKey, type Authority } from './ca.js';
 import { CertificateError } from '../errors.js';
 import {
@@ -13,6 +13,7 @@ import {
   ipAddressBytes,
   KEY_MODE,
   makeDirectory,
+  nodeForge,
   pairPresent,
   signCertificate,
   writeFileAtomic,
@@ -161,7 +162,7 @@ export async function ensureTokenSigningKey(keyPath: string, certPath: string): 
   });
   signCertificate(certificate, keys.privateKeyPem);
   await writeFileAtomic(key, keys.privateKeyPem, KEY_MODE);
-  await writeFileAtomic(cert, forge.pki.certificateToPem(certificate), CERT_MODE);
+  await writeFileAtomic(cert, nodeForge().pki.certificateToPem(certificate), CERT_MODE);
   return { created: true };
 }
 
@@ -214,13 +215,13 @@ async function writeServerCertificate(
   });
   signCertificate(cert, authority.privateKeyPem);
   await writeFileAtomic(paths.serverKey, keys.privateKeyPem, KEY_MODE);
-  await writeFileAtomic(paths.serverCert, forge.pki.certificateToPem(cert), CERT_MODE);
+  await writeFileAtomic(paths.serverCert, nodeForge().pki.certificateToPem(cert), CERT_MODE);
 }
 
 /** The CA's own key identifier when it has one, so chain builders can match issuer and subject. */
 function authorityKeyId(caCert: forge.pki.Certificate): string {
   const extension = caCert.getExtension('subjectKeyIdentifier') as { subjectKeyIdentifier?: string } | undefined;
-  if (extension?.subjectKeyIdentifier) return forge.util.hexToBytes(extension.subjectKeyIdentifier);
+  if (extension?.subjectKeyIdentifier) return nodeForge().util.hexToBytes(extension.subjectKeyIdentifier);
   return caCert.generateSubjectKeyIdentifier().getBytes();
 }
 

@@ -1,9 +1,10 @@
 // Building blocks of the local PKI: RSA keys, certificate assembly, native signing, PEM files written whole.
 import { constants, generateKeyPair, privateEncrypt, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import { promisify } from 'node:util';
-import forge from 'node-forge';
+import type forge from 'node-forge';
 import { CertificateError } from '../errors.js';
 import { isMissing, writeFileAtomically } from '../config/files.js';
 import { ipv6Groups } from '../ip-address.js';
@@ -24,6 +25,15 @@ export const DIR_MODE = 0o700;
 
 const generateRsaKeyPair = promisify(generateKeyPair);
 
+/**
+ * node-forge (CommonJS), loaded synchronously at its first use: a serving gateway needs it only to make
+ * missing certificates or the token key, and never to answer a request.
+ */
+let forgeModule: typeof forge | undefined;
+export function nodeForge(): typeof forge {
+  return (forgeModule ??= createRequire(import.meta.url)('node-forge') as typeof forge);
+}
+
 export interface CertificateSpec {
   subject: forge.pki.CertificateField[];
   issuer: forge.pki.CertificateField[];
@@ -35,7 +45,7 @@ export interface CertificateSpec {
 }
 
 export function buildCertificate(spec: CertificateSpec): forge.pki.Certificate {
-  const cert = forge.pki.createCertificate();
+  const cert = nodeForge().pki.createCertificate();
   cert.publicKey = spec.publicKey;
   cert.serialNumber = randomSerialNumber();
   // Back-dated for clock skew; the lifetime counts from that moment so it never exceeds `days`.
@@ -65,7 +75,7 @@ export async function generateRsaKey(): Promise<KeyPair> {
     publicKeyEncoding: { type: 'spki', format: 'pem' },
     privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
   });
-  return { privateKeyPem: privateKey, publicKey: forge.pki.publicKeyFromPem(publicKey) };
+  return { privateKeyPem: privateKey, publicKey: nodeForge().pki.publicKeyFromPem(publicKey) };
 }
 
 /** DER prefix of PKCS#1 v1.5's DigestInfo for SHA-256; the 32-byte hash follows it. */
@@ -84,7 +94,7 @@ export function signCertificate(cert: forge.pki.Certificate, privateKeyPem: stri
     },
   };
   // forge only calls sign(digest) on the key it is given.
-  cert.sign(nativeSigner as unknown as RsaPrivateKey, forge.md.sha256.create());
+  cert.sign(nativeSigner as unknown as RsaPrivateKey, nodeForge().md.sha256.create());
 }
 
 /** The address in network byte order, as forge's binary string. */
