@@ -50,6 +50,8 @@ describe('cluster messages', () => {
   it('lets a worker call only the state methods that take plain data, with the arguments they take', () => {
     const call = (method: string, args: unknown[]) => parseWorkerMessage({ type: 'gateway:state-call', id: 1, call: { method, args } });
     assert.ok(call('addCount', ['throttle:k', 60_000]));
+    assert.ok(call('addCount', ['throttle:k', 60_000, -1]), 'one taken back');
+    assert.equal(call('addCount', ['throttle:k', 60_000, 5]), undefined, 'one at a time');
     assert.ok(call('set', ['maintenance', null]), 'null removes a value');
     assert.equal(call('close', []), undefined);
     assert.equal(call('subscribe', ['revocations']), undefined);

@@ -217,6 +217,41 @@ describe('SharedLoginThrottle', () => {
     assert.equal((await failedLogin(b!, 'bob', '192.0.2.1')).throttled, false);
   });
 
+  it('a burst of fifteen guesses in parallel over three gateways gets the five free checks once; the ten others wait their turn', async () => {
+    const shared = new InProcessSharedState();
+    const three = gateways(3, shared);
+    const key = `throttle:${JSON.stringify(['192.0.2.1', 'alice'])}`;
+    const admissions = await Promise.all(Array.from({ length: 15 }, (_, i) => three[i % 3]!.admit('alice', '192.0.2.1', `burst-${i}`)));
+    const allowed = admissions.filter((admission) => admission.allowed);
+    assert.equal(allowed.length, 15);
+    assert.equal(allowed.filter((admission) => !admission.throttled).length, 5, 'five checked at once, as on one gateway');
+    assert.equal(await shared.readCount(key), 15, 'every guess counted from its admission');
+    const delays = [];
+    for (const admission of allowed) {
+      await admission.turn;
+      delays.push(await admission.failed());
+      admission.release();
+    }
+    assert.equal(await shared.readCount(key), 15, 'each failure counted once');
+    assert.ok(delays.every((delay) => delay > 0), `every wrong answer of the burst is held, the free ones too: the count holds all fifteen (${delays.join(', ')})`);
+  });
+
+  it('a guess counted in advance is taken back when no check happens; the same credentials in flight count once', async () => {
+    const shared = new InProcessSharedState();
+    const [a] = gateways(1, shared);
+    const key = `throttle:${JSON.stringify(['192.0.2.1', 'alice'])}`;
+    const first = await a!.admit('alice', '192.0.2.1', 'same');
+    const second = await a!.admit('alice', '192.0.2.1', 'same');
+    assert.equal(await shared.readCount(key), 1, 'one guess, however many requests present it');
+    first.allowed && first.release();
+    assert.equal(await shared.readCount(key), 1, 'still held by the other request');
+    second.allowed && second.release();
+    await tick();
+    assert.equal(await shared.readCount(key), 0, 'no check happened: nothing counts');
+    for (let i = 0; i < 5; i++) assert.equal((await failedLogin(a!)).throttled, false);
+    assert.equal((await failedLogin(a!)).throttled, true, 'the free failures are intact');
+  });
+
   it('when the shared state does not answer, each gateway counts on its own and nothing fails', async () => {
     const [a, b] = gateways(2, away);
     const outcomes = [];

@@ -28,6 +28,8 @@ export interface Guess {
   readonly turn: Promise<void>;
   /** True when it had to wait for its turn because the free failures were used up. */
   readonly throttled: boolean;
+  /** Credentials that were right before: no guess, never held back (and never counted in advance by a shared throttle). */
+  readonly proven?: boolean;
   /** The credentials were right: the key's failures are cleared. */
   succeeded(): void;
   /** The credentials were wrong: counts one failure and returns how long to hold the answer. */

@@ -109,7 +109,7 @@ export class LoginThrottle {
       this.recordFailure(user, address);
       return this.failureDelayMs(user, address);
     };
-    return { turn: Promise.resolve(), throttled: false, succeeded: () => void finish('success'), failed: () => finish('failure'), release: () => void finish(undefined) };
+    return { turn: Promise.resolve(), throttled: false, proven: true, succeeded: () => void finish('success'), failed: () => finish('failure'), release: () => void finish(undefined) };
   }
 
   recordFailure(user: string, address: string): void {
@@ -141,6 +141,11 @@ export class LoginThrottle {
     if (entry === undefined && failures === 0) return;
     this.#touch(key, entry).failures = failures;
     if (failures === 0) this.#clear(key);
+  }
+
+  /** Guesses per key checked without waiting their turn. */
+  get freeFailures(): number {
+    return this.#freeFailures;
   }
 
   /** A key with no failure and no check for this long starts afresh. */

@@ -66,8 +66,8 @@ export class IpcSharedState implements SharedState {
     }
   }
 
-  async addCount(key: string, windowMs: number): Promise<number> {
-    return (await this.#call({ method: 'addCount', args: [key, windowMs] })) as number;
+  async addCount(key: string, windowMs: number, by = 1): Promise<number> {
+    return (await this.#call({ method: 'addCount', args: [key, windowMs, by] })) as number;
   }
 
   async readCount(key: string): Promise<number> {

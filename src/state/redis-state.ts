@@ -140,9 +140,9 @@ export class RedisSharedState implements SharedState {
     if (this.#up === undefined) this.#check('no answer yet');
   }
 
-  async addCount(key: string, windowMs: number): Promise<number> {
+  async addCount(key: string, windowMs: number, by = 1): Promise<number> {
     const name = this.#key(key);
-    const [count] = await this.#timed(() => this.#commands.multi().incr(name).pExpire(name, Math.max(1, Math.round(windowMs))).exec());
+    const [count] = await this.#timed(() => this.#commands.multi().incrBy(name, by).pExpire(name, Math.max(1, Math.round(windowMs))).exec());
     return Number(count);
   }
 

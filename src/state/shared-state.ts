@@ -30,8 +30,8 @@ export interface SharedState {
   /** Where the state lives, for logs and metrics: "process", "cluster" or "redis". */
   readonly kind: string;
 
-  /** Adds one to the counter `key`, which lapses `windowMs` after this addition; resolves to its new value. */
-  addCount(key: string, windowMs: number): Promise<number>;
+  /** Adds `by` (default 1; -1 takes one back) to the counter `key`, which lapses `windowMs` after this change; resolves to its new value. */
+  addCount(key: string, windowMs: number, by?: number): Promise<number>;
   /** The counter's value; 0 when never added to, cleared or lapsed. */
   readCount(key: string): Promise<number>;
   /** Forgets the counter and the turn of `key`. */
@@ -100,9 +100,9 @@ export class InProcessSharedState implements SharedState {
     this.#listeners = new NoticeListeners(options.onListenerError);
   }
 
-  async addCount(key: string, windowMs: number): Promise<number> {
+  async addCount(key: string, windowMs: number, by = 1): Promise<number> {
     this.#open();
-    const value = (this.#live(this.#counters, key)?.value ?? 0) + 1;
+    const value = (this.#live(this.#counters, key)?.value ?? 0) + by;
     this.#put(this.#counters, key, { value, until: this.#now() + windowMs });
     return value;
   }

@@ -30,22 +30,29 @@ interface Share {
   turn?: Promise<void>;
   /** This guess holds the shared turn. */
   tookTurn: boolean;
+  /** Counted in the shared state when admitted: until it ends it is one of this gateway's guesses in flight there. */
+  precounted: boolean;
   /** Its failure has been counted in the shared state. */
-  counted: boolean;
+  failed: boolean;
+  /** It no longer counts as in flight (succeeded, failed, or every holder let go). */
+  settled: boolean;
+  /** Requests holding it that have not ended their part. */
+  holders: number;
 }
 
 /**
  * The LoginThrottle of this process, with the failures of each (user, address) counted in the
- * shared state, so that N gateways allow the guesses one does: before admitting a guess the
- * gateway takes the shared count as its own; a failure adds one there (lapsing after the
- * throttle's forgetting time) and a success clears it. A throttled guess (beyond the free failures)
- * waits for its turn in this process, then for the shared turn of its key: one check at a time
- * across all gateways, the next no earlier than the delay the last failure earned, wherever it failed.
+ * shared state, so that N gateways allow the guesses one does. A guess counts there from the moment
+ * it is admitted (a failure in advance, taken back when no check happens, cleared by a success), so
+ * guesses in flight on every gateway count as they do in one: a burst spread over N gateways gets
+ * the free failures once, and every guess beyond them waits for its turn. Before admitting a guess
+ * the gateway takes the shared count as its own (less its own guesses in flight, which it counts
+ * itself). A throttled guess waits for its turn in this process, then for the shared turn of its
+ * key: one check at a time across all gateways, the next no earlier than the delay the last
+ * failure earned, wherever it failed.
  *
  * When the shared state cannot answer, each call falls back to what this process knows: its own
- * count (the last shared count plus its own failures since) and its own turns. Guesses in flight
- * are counted per gateway: a burst of first guesses spread over N gateways is checked at once up
- * to N times the free failures; their failures then count for all.
+ * count (the last shared count plus its own failures since) and its own turns.
  */
 export class SharedLoginThrottle implements Throttle {
   readonly #local: LoginThrottle;
@@ -55,6 +62,8 @@ export class SharedLoginThrottle implements Throttle {
   readonly #sleep: (ms: number) => Promise<void>;
   /** Per guess in flight, by the local turn's promise (one per guess, shared by its holders). */
   readonly #shares = new WeakMap<Promise<void>, Share>();
+  /** Per key: this gateway's guesses counted in advance in the shared state and not yet settled. */
+  readonly #inFlight = new Map<string, number>();
 
   constructor(local: LoginThrottle, shared: SharedState, options: SharedThrottleOptions = {}) {
     this.#local = local;
@@ -66,28 +75,47 @@ export class SharedLoginThrottle implements Throttle {
 
   async admit(user: string, address: string, guess: string): Promise<ThrottleAdmission> {
     const key = `throttle:${throttleKey(user, address)}`;
-    const failures = await attempt(() => this.#shared.readCount(key));
-    if (failures !== undefined) this.#local.adoptFailures(user, address, failures);
+    const counted = await attempt(() => this.#shared.readCount(key));
+    if (counted !== undefined) this.#adopt(key, user, address, counted);
     const admission = this.#local.admit(user, address, guess);
     if (!admission.allowed) return admission;
     let share = this.#shares.get(admission.turn);
+    const fresh = share === undefined;
     if (share === undefined) {
-      share = { tookTurn: false, counted: false };
+      share = { tookTurn: false, precounted: false, failed: false, settled: false, holders: 0 };
       this.#shares.set(admission.turn, share);
     }
     const held = share;
-    if (admission.throttled) held.turn ??= admission.turn.then(() => this.#takeTurn(key, held));
+    held.holders++;
+    let throttled = admission.throttled;
+    if (fresh && admission.proven !== true) {
+      const count = await attempt(() => this.#shared.addCount(key, this.#local.forgetAfterMs));
+      if (count !== undefined) {
+        held.precounted = true;
+        this.#inFlight.set(key, (this.#inFlight.get(key) ?? 0) + 1);
+        // Another gateway admitted a guess between the read and this count: beyond the free ones, this one waits its turn.
+        if (count > this.#local.freeFailures) throttled = true;
+      }
+    }
+    if (throttled) held.turn ??= admission.turn.then(() => this.#takeTurn(key, held));
     return {
       allowed: true,
       turn: held.turn ?? admission.turn,
-      throttled: admission.throttled,
+      throttled,
       succeeded: () => {
         admission.succeeded();
+        this.#settle(key, held);
         void attempt(() => this.#shared.clear(key));
       },
       failed: () => this.#failed(key, user, address, admission, held),
       // A check that never happened leaves a taken turn to its lease: a client going away frees nothing early.
-      release: () => admission.release(),
+      release: () => {
+        admission.release();
+        if (--held.holders > 0 || held.settled) return;
+        this.#settle(key, held);
+        // Counted in advance for a check that never happened: taken back.
+        if (held.precounted) void attempt(() => this.#shared.addCount(key, this.#local.forgetAfterMs, -1));
+      },
     };
   }
 
@@ -99,14 +127,31 @@ export class SharedLoginThrottle implements Throttle {
     return this.#local.failureDelayMs(user, address);
   }
 
+  /** The shared count as this process's failures: less its own guesses in flight, which the local throttle counts itself. */
+  #adopt(key: string, user: string, address: string, count: number): void {
+    this.#local.adoptFailures(user, address, Math.max(0, count - (this.#inFlight.get(key) ?? 0)));
+  }
+
+  /** The guess no longer counts as this gateway's in flight. */
+  #settle(key: string, share: Share): void {
+    if (share.settled) return;
+    share.settled = true;
+    if (!share.precounted) return;
+    const left = (this.#inFlight.get(key) ?? 1) - 1;
+    if (left > 0) this.#inFlight.set(key, left);
+    else this.#inFlight.delete(key);
+  }
+
   /** Counts the failure here and in the shared state (once per guess); the delay is the larger of both counts'. */
   async #failed(key: string, user: string, address: string, admission: Guess, share: Share): Promise<number> {
     const local = admission.failed();
-    if (share.counted) return local;
-    share.counted = true;
-    const count = await attempt(() => this.#shared.addCount(key, this.#local.forgetAfterMs));
+    if (share.failed) return local;
+    share.failed = true;
+    this.#settle(key, share);
+    // Counted in advance when admitted: the count now includes it.
+    const count = await attempt(() => (share.precounted ? this.#shared.readCount(key) : this.#shared.addCount(key, this.#local.forgetAfterMs)));
     if (count === undefined) return local;
-    this.#local.adoptFailures(user, address, count);
+    this.#adopt(key, user, address, count);
     const delay = Math.max(local, this.#local.delayAfter(count));
     // The next throttled check of this key, on any gateway, starts no earlier than this failure's delay.
     if (delay > 0 || share.tookTurn) await attempt(() => this.#shared.holdTurn(key, delay));

@@ -16,7 +16,7 @@ import { runCli } from '../helpers/run-cli.js';
 import { requestLines } from '../helpers/sources.js';
 
 const tokenPath = '/token?service=registry-gateway';
-const users = ['alice', 'bob', 'carol', 'dave', 'erin', 'ci'];
+const users = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'ci'];
 
 function tokenLines(gw: TestGateway, user: string): Record<string, any>[] {
   return requestLines(gw).filter((entry) => entry.path === '/token' && entry.user === user);
@@ -122,6 +122,14 @@ describe('three gateways sharing one Redis', () => {
     assert.equal((await login(gateways[0]!, 'carol', 'wrong guess 6')).throttled, true, 'and the seventh, at another gateway');
     assert.equal((await login(gateways[1]!, 'carol', 'carol-password')).status, 200);
     assert.equal((await login(gateways[2]!, 'carol', 'wrong again')).throttled, false, 'the success cleared the count for all');
+  });
+
+  test('eight wrong passwords at once, spread over the three: five are checked at once, the three others wait their turn, as on one gateway', async () => {
+    const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => request(gateways[i % 3]!, 'GET', tokenPath, { headers: { Authorization: basic('frank', `burst guess ${i}`) } })));
+    assert.deepEqual(answers.map((answer) => answer.status), Array(8).fill(401));
+    const lines = () => gateways.flatMap((gw) => tokenLines(gw, 'frank'));
+    assert.ok(await eventually(() => lines().length === 8, 50), 'every login is logged');
+    assert.equal(lines().filter((line) => line.throttled === true).length, 3);
   });
 
   test('a CI token revoked with `gateway token revoke` is refused by the other gateways, whose token files still hold it', async () => {
