@@ -15,10 +15,9 @@ import { formatScope } from './access/access.js';
 import { announceRevocationFromCommand } from './state/command-notices.js';
 import { describeConfig, loadConfig, settingDefault, settingsHelp, settingsMarkdownTable } from './config/config.js';
 import { CertificateError, CliError, ConfigError } from './errors.js';
-import { startGateway, type RunningGateway } from './gateway.js';
+import type { RunningGateway } from './gateway.js';
 import { tuneForTransfers } from './registry/transfer-tuning.js';
-import { startCluster } from './cluster/primary.js';
-import { isClusterWorker, reportStartFailure, startWorker, workerLogFields } from './cluster/worker.js';
+import { isClusterWorker, reportStartFailure, workerLogFields } from './cluster/worker-role.js';
 import { WorkerStartError } from './cluster/messages.js';
 import { preflight } from './config/preflight.js';
 import { probeProviders } from './auth/chain-setup.js';
@@ -86,8 +85,17 @@ async function serve(options: { config?: string }): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => void gateway?.reload());
   const starting = { logger, env: process.env, announce: (message: string) => process.stderr.write(`\n${message}\n\n`) };
-  if (worker) gateway = await startWorker(config, { ...starting, onStop: () => void (stopping === undefined && stop('SIGTERM')) });
-  else gateway = config.workers > 1 ? await startCluster(config, starting) : await startGateway(config, starting);
+  // Each role loads only its own code: a cluster's primary never serves, so it never loads the server.
+  if (worker) {
+    const { startWorker } = await import('./cluster/worker.js');
+    gateway = await startWorker(config, { ...starting, onStop: () => void (stopping === undefined && stop('SIGTERM')) });
+  } else if (config.workers > 1) {
+    const { startCluster } = await import('./cluster/primary.js');
+    gateway = await startCluster(config, starting);
+  } else {
+    const { startGateway } = await import('./gateway.js');
+    gateway = await startGateway(config, starting);
+  }
 }
 
 async function userAdd(name: string, options: { htpasswd: string; passwordStdin?: boolean; cost: number }): Promise<void> {

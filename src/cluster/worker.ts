@@ -1,6 +1,5 @@
 // A cluster worker: asks its primary for the registry, certificate and challenges, then serves HTTPS on the shared port and answers the primary.
 
-import cluster from 'node:cluster';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config/config.js';
 import { startGateway, type GatewayOptions, type RunningGateway } from '../gateway.js';
@@ -19,28 +18,12 @@ export interface WorkerOptions extends GatewayOptions {
   onStop(): void;
 }
 
-/** Whether this process is a worker of `gateway serve`'s cluster. */
-export function isClusterWorker(): boolean {
-  return cluster.isWorker;
-}
-
-/** Fields every log line of a worker carries. */
-export function workerLogFields(): { worker?: number } {
-  return cluster.isWorker && cluster.worker ? { worker: cluster.worker.id } : {};
-}
-
 const channel: PrimaryChannel = {
   send: (message: WorkerMessage) => void process.send?.(message),
   get connected() {
     return process.connected;
   },
 };
-
-/** Tells the primary why this worker could not start (what `serve` would print), then calls `done`. */
-export function reportStartFailure(text: string, code: number, done: () => void): void {
-  if (!process.connected || process.send === undefined) return done();
-  process.send({ type: 'gateway:start-failed', text, code } satisfies WorkerMessage, undefined, {}, () => done());
-}
 
 /** What the gateway is told it need not do: the primary checked and created everything. */
 const checkedByPrimary: WorkerPart['checked'] = {
