@@ -33,6 +33,14 @@ describe('InProcessSharedState counters', () => {
     assert.equal(await state.addCount('a', 1000), 1, 'starts afresh');
   });
 
+  it('takes one back, never below 0', async () => {
+    const state = new InProcessSharedState();
+    assert.equal(await state.addCount('k', 60_000), 1);
+    assert.equal(await state.addCount('k', 60_000, -1), 0);
+    assert.equal(await state.addCount('k', 60_000, -1), 0);
+    assert.equal(await state.addCount('k', 60_000), 1);
+  });
+
   it('clear forgets the counter and the turn', async () => {
     const { state } = stateAt();
     await state.addCount('a', 1000);

@@ -21,6 +21,16 @@ export interface RedisStateOptions {
   maxReconnectDelayMs?: number;
 }
 
+/** Adds ARGV[1] to a counter, never below 0, and sets it to lapse ARGV[2] ms from now; its new value. */
+const addCountScript = `
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if value < 0 then
+  value = 0
+  redis.call('SET', KEYS[1], '0')
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return value`;
+
 /** A taken turn's remaining milliseconds, or 0 after taking it (holdMs 0: only looks). */
 const takeTurnScript = `
 local hold = tonumber(ARGV[1])
@@ -142,7 +152,7 @@ export class RedisSharedState implements SharedState {
 
   async addCount(key: string, windowMs: number, by = 1): Promise<number> {
     const name = this.#key(key);
-    const [count] = await this.#timed(() => this.#commands.multi().incrBy(name, by).pExpire(name, Math.max(1, Math.round(windowMs))).exec());
+    const count = await this.#timed(() => this.#commands.eval(addCountScript, { keys: [name], arguments: [String(by), String(Math.max(1, Math.round(windowMs)))] }));
     return Number(count);
   }
 

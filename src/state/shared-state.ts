@@ -30,7 +30,7 @@ export interface SharedState {
   /** Where the state lives, for logs and metrics: "process", "cluster" or "redis". */
   readonly kind: string;
 
-  /** Adds `by` (default 1; -1 takes one back) to the counter `key`, which lapses `windowMs` after this change; resolves to its new value. */
+  /** Adds `by` (default 1; -1 takes one back, never below 0) to the counter `key`, which lapses `windowMs` after this change; resolves to its new value. */
   addCount(key: string, windowMs: number, by?: number): Promise<number>;
   /** The counter's value; 0 when never added to, cleared or lapsed. */
   readCount(key: string): Promise<number>;
@@ -102,7 +102,7 @@ export class InProcessSharedState implements SharedState {
 
   async addCount(key: string, windowMs: number, by = 1): Promise<number> {
     this.#open();
-    const value = (this.#live(this.#counters, key)?.value ?? 0) + by;
+    const value = Math.max(0, (this.#live(this.#counters, key)?.value ?? 0) + by);
     this.#put(this.#counters, key, { value, until: this.#now() + windowMs });
     return value;
   }

@@ -11,6 +11,7 @@ import { switchOff, switchOn } from '../../src/ops/maintenance-file.js';
 import { basic, fetchToken, request, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { eventually } from '../helpers/processes.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { RedisSharedState } from '../../src/state/redis-state.js';
 import { RegistryApi } from '../helpers/registry-api.js';
 import { runCli } from '../helpers/run-cli.js';
 import { requestLines } from '../helpers/sources.js';
@@ -205,6 +206,31 @@ describe('three gateways sharing one Redis', () => {
       const since = requestLines({ logLines: gw.logLines.slice(marks[i]) });
       assert.ok(since.length >= 6, `${since.length} requests answered meanwhile`);
       assert.equal(since.filter((entry) => entry.status >= 500).length, 0, 'no client got a server error');
+    }
+  });
+});
+
+describe('RedisSharedState counters on a real Redis', () => {
+  let redis: TestRedis;
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(() => redis?.stop());
+
+  test('count up and take back, never below 0, lapsing a window after the last change', async () => {
+    const state = new RedisSharedState({ url: new URL(redis.url), prefix: 'test:' });
+    await state.start(3_000);
+    try {
+      assert.equal(await state.addCount('k', 60_000), 1);
+      assert.equal(await state.addCount('k', 60_000), 2);
+      assert.equal(await state.addCount('k', 60_000, -1), 1);
+      assert.equal(await state.addCount('k', 60_000, -1), 0);
+      assert.equal(await state.addCount('k', 60_000, -1), 0, 'never below 0');
+      assert.equal(await state.addCount('k', 60_000), 1, 'the next guess counts as one');
+      assert.equal(await state.addCount('short', 50), 1);
+      assert.ok(await eventually(async () => (await state.readCount('short')) === 0, 50), 'lapsed');
+    } finally {
+      await state.close();
     }
   });
 });
