@@ -9,6 +9,7 @@ import type { Config } from './config/config.js';
 import { RegistryError } from './errors.js';
 import { createForwarder } from './registry/forward.js';
 import { createV2Gate } from './access/gate.js';
+import { publicHostResolver } from './public-host.js';
 import type { LoginServices } from './auth/login.js';
 import type { RegistryProxy } from './registry/proxy.js';
 import { refuseUnsureFraming } from './registry/request-framing.js';
@@ -40,24 +41,6 @@ export interface AppDependencies {
   maintenanceStatus?(): MaintenanceStatus;
   /** The web pages on the gateway's own origin (/, /r/, /sign-in, /tokens, the OIDC sign-in at /login), before the token service and the /v2/ gate. */
   pages?: express.RequestHandler;
-}
-
-/** A Host header as clients send it: name or [IPv6], optional port. Anything else never reaches a realm. */
-const hostHeaderPattern = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/;
-
-/** The public host[:port] for a Host header: configured, or the header when valid; undefined when neither. */
-export function publicHostFor(config: Readonly<Config>, host: string | undefined): string | undefined {
-  if (config.publicUrl) return config.publicUrl.host;
-  return host !== undefined && hostHeaderPattern.test(host) ? host.toLowerCase() : undefined;
-}
-
-/** The public host[:port] of a request: configured, or its validated Host header. */
-export function publicHostResolver(config: Readonly<Config>) {
-  return function publicHost(req: Request): string {
-    const host = publicHostFor(config, req.headers.host);
-    if (host === undefined) throw new RegistryError('UNSUPPORTED', 'missing or malformed Host header', undefined, 400);
-    return host;
-  };
 }
 
 export function createApp(deps: AppDependencies): express.Express {

@@ -3,7 +3,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
-import { createApp, publicHostFor, publicHostResolver } from './app.js';
+import { createApp } from './app.js';
+import { publicHostFor, publicHostResolver } from './public-host.js';
 import { Authenticator, PasswordChecker } from './auth/authenticator.js';
 import { createFirstRunFiles, startEmbeddedRegistry } from './first-run.js';
 import type { Config } from './config/config.js';

@@ -2,7 +2,7 @@
 
 import { AggregatorRegistry } from 'prom-client';
 import type { Logger } from 'pino';
-import { publicHostFor } from '../app.js';
+import { publicHostFor } from '../public-host.js';
 import type { Config } from '../config/config.js';
 import { lockDataDir, type DataDirLock } from '../config/data-lock.js';
 import { preflight, type Preflight } from '../config/preflight.js';

@@ -2,7 +2,7 @@
 
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
-import { publicHostFor } from '../app.js';
+import { publicHostFor } from '../public-host.js';
 import type { KnownUsers } from '../auth/ci-token-store.js';
 import type { LoginServices } from '../auth/login.js';
 import type { Config } from '../config/config.js';

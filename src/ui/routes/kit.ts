@@ -2,7 +2,7 @@
 
 import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
-import { publicHostFor } from '../../app.js';
+import { publicHostFor } from '../../public-host.js';
 import type { Config } from '../../config/config.js';
 import { RegistryUnavailable } from '../browse/model.js';
 import { messagePage, type Frame } from '../pages/layout.js';
