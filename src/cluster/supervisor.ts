@@ -43,11 +43,10 @@ export class WorkerSupervisor {
   readonly #options: SupervisorOptions;
   readonly #tracked = new Map<number, Tracked>();
   /** Waiting for answers (synced, reloaded) by request id: the workers still to answer. */
-  readonly #waits = new Map<number, { workers: Set<number>; errors: string[]; done(errors: string[]): void }>();
+  /** Questions to the workers waiting for answers (synced, reloaded, metrics) by request id: who is still to answer, and what those who did said. */
+  readonly #waits = new Map<number, { workers: Set<number>; answers: unknown[]; done(): void }>();
   readonly #restarts = new Set<NodeJS.Timeout>();
   readonly #locks = new LockHub();
-  /** Metrics scrapes waiting for answers, by request id. */
-  readonly #scrapes = new Map<number, { workers: Set<number>; metrics: MetricsJson[]; done(): void }>();
   #nextId = 1;
   #crashesInARow = 0;
   #starting: { resolve(address: { url: string; port: number }): void; reject(error: Error): void } | undefined;
@@ -79,12 +78,13 @@ export class WorkerSupervisor {
 
   /** Resolves once every worker has taken in what was sent to it before (or died, or took too long). */
   async sync(): Promise<void> {
-    await this.#askAll((id) => ({ type: 'gateway:sync', id }));
+    await this.#askAll((id) => ({ type: 'gateway:sync', id }), answerTimeoutMs);
   }
 
   /** Each worker does what SIGHUP does in a single gateway; resolves with the errors they reported. */
   reload(): Promise<string[]> {
-    return this.#askAll((id) => ({ type: 'gateway:reload', id }));
+    // Only a worker that failed answers with something: its error.
+    return this.#askAll<string>((id) => ({ type: 'gateway:reload', id }), answerTimeoutMs);
   }
 
   /**
@@ -92,25 +92,7 @@ export class WorkerSupervisor {
    * `waitMs`. A worker still starting (no setup yet) is not asked, so a scrape never waits on one.
    */
   metrics(waitMs = 2_000): Promise<MetricsJson[]> {
-    const id = this.#nextId++;
-    const asked = [...this.#tracked.values()].filter((tracked) => tracked.greeted && this.#send(tracked.worker, { type: 'gateway:metrics', id }));
-    if (asked.length === 0) return Promise.resolve([]);
-    return new Promise((resolve) => {
-      const scrape = {
-        workers: new Set(asked.map((tracked) => tracked.worker.id)),
-        metrics: [] as MetricsJson[],
-        done: () => {
-          clearTimeout(timer);
-          this.#scrapes.delete(id);
-          resolve(scrape.metrics);
-        },
-      };
-      const timer = setTimeout(() => {
-        this.#options.logger.warn({ workers: [...scrape.workers] }, 'workers did not answer a metrics scrape in time; their counts are left out of it');
-        scrape.done();
-      }, waitMs);
-      this.#scrapes.set(id, scrape);
-    });
+    return this.#askAll<MetricsJson>((id) => ({ type: 'gateway:metrics', id }), waitMs);
   }
 
   get size(): number {
@@ -178,16 +160,14 @@ export class WorkerSupervisor {
         if (!this.#starting) this.#options.logger.error({ worker: tracked.worker.id, pid: tracked.pid, err: message.text.trim() }, 'worker could not start');
         return;
       case 'gateway:synced':
+        this.#answered(message.id, tracked.worker.id);
+        return;
       case 'gateway:reloaded':
-        this.#answered(message.id, tracked.worker.id, message.type === 'gateway:reloaded' ? message.error : undefined);
+        this.#answered(message.id, tracked.worker.id, message.error === undefined ? undefined : `worker ${tracked.worker.id}: ${message.error}`);
         return;
-      case 'gateway:metrics-answer': {
-        const scrape = this.#scrapes.get(message.id);
-        if (scrape === undefined || !scrape.workers.delete(tracked.worker.id)) return;
-        scrape.metrics.push(message.metrics);
-        if (scrape.workers.size === 0) scrape.done();
+      case 'gateway:metrics-answer':
+        this.#answered(message.id, tracked.worker.id, message.metrics);
         return;
-      }
       case 'gateway:lock':
       case 'gateway:unlock':
         this.#locks.receive(tracked.worker.id, message, (reply) => this.#send(tracked.worker, reply));
@@ -210,7 +190,6 @@ export class WorkerSupervisor {
     this.#tracked.delete(worker.id);
     this.#locks.workerGone(worker.id);
     for (const id of this.#waits.keys()) this.#answered(id, worker.id);
-    for (const scrape of this.#scrapes.values()) if (scrape.workers.delete(worker.id) && scrape.workers.size === 0) scrape.done();
     if (this.#stopping) {
       logger.info({ worker: worker.id, pid, code, signal }, 'worker exited');
       if (this.#tracked.size === 0) this.#allGone?.();
@@ -240,40 +219,39 @@ export class WorkerSupervisor {
     void this.stop(0).then(() => starting.reject(new WorkerStartError(failure.text, failure.code)));
   }
 
-  #askAll(message: (id: number) => PrimaryMessage): Promise<string[]> {
+  /**
+   * Asks every worker that has its setup (one still starting is not asked, so nobody waits on it);
+   * resolves with the answers of those that gave one within `waitMs` (a worker that dies counts as
+   * answered), and says who did not.
+   */
+  #askAll<T>(message: (id: number) => PrimaryMessage, waitMs: number): Promise<T[]> {
     const id = this.#nextId++;
-    const workers = new Set([...this.#tracked.values()].filter((tracked) => tracked.greeted).map((tracked) => tracked.worker.id));
-    if (workers.size === 0) return Promise.resolve([]);
+    const asked = [...this.#tracked.values()].filter((tracked) => tracked.greeted && this.#send(tracked.worker, message(id)));
+    if (asked.length === 0) return Promise.resolve([]);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        const wait = this.#waits.get(id);
-        if (wait === undefined) return;
-        this.#waits.delete(id);
-        this.#options.logger.warn({ workers: [...wait.workers] }, 'workers did not answer in time; going on without them');
-        resolve(wait.errors);
-      }, answerTimeoutMs);
-      this.#waits.set(id, {
-        workers,
-        errors: [],
-        done: (errors) => {
+      const wait = {
+        workers: new Set(asked.map((tracked) => tracked.worker.id)),
+        answers: [] as unknown[],
+        done: () => {
           clearTimeout(timer);
-          resolve(errors);
+          this.#waits.delete(id);
+          resolve(wait.answers as T[]);
         },
-      });
-      for (const workerId of workers) {
-        const tracked = this.#tracked.get(workerId);
-        if (!tracked || !this.#send(tracked.worker, message(id))) this.#answered(id, workerId);
-      }
+      };
+      const timer = setTimeout(() => {
+        this.#options.logger.warn({ workers: [...wait.workers], asked: message(id).type }, 'workers did not answer in time; going on without them');
+        wait.done();
+      }, waitMs);
+      this.#waits.set(id, wait);
     });
   }
 
-  #answered(id: number, workerId: number, error?: string): void {
+  /** A worker's answer (`answer` undefined: answered with nothing to say, or gone). */
+  #answered(id: number, workerId: number, answer?: unknown): void {
     const wait = this.#waits.get(id);
     if (wait === undefined || !wait.workers.delete(workerId)) return;
-    if (error !== undefined) wait.errors.push(`worker ${workerId}: ${error}`);
-    if (wait.workers.size > 0) return;
-    this.#waits.delete(id);
-    wait.done(wait.errors);
+    if (answer !== undefined) wait.answers.push(answer);
+    if (wait.workers.size === 0) wait.done();
   }
 
   /** False when the worker's channel is gone. */

@@ -16,9 +16,10 @@ export interface Carrier {
  * in req.headers, while its parser still frames the body on a Content-Length or
  * Transfer-Encoding that follows them.
  */
-const filler = Array.from({ length: 1100 }, (_, i) => `${i.toString(36)}:x\r\n`).join('');
+export const filler = Array.from({ length: 1100 }, (_, i) => `${i.toString(36)}:x\r\n`).join('');
 
-function chunked(body: string): string {
+/** `body` as one chunk of a chunked body, and the last chunk. */
+export function chunked(body: string): string {
   return `${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`;
 }
 

@@ -2,12 +2,13 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { carriers } from '../helpers/carriers.js';
+import { carriers, chunked, filler } from '../helpers/carriers.js';
 import { fetchToken, request, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { rawExchange } from '../helpers/raw-tls.js';
 import { startRecordingUpstream, type RecordingUpstream } from '../helpers/recording-upstream.js';
 import { RegistryApi } from '../helpers/registry-api.js';
 import { GatewayBrowser } from '../helpers/sign-in.js';
+import { csrfOf } from '../helpers/ui-pages.js';
 
 const access = `
 rules:
@@ -166,7 +167,6 @@ describe('request smuggling against the real registry', () => {
   });
 
   test("the web pages' forms (sign-in, delete) refuse ambiguous framing before reading the form; the same delete well framed works", async () => {
-    const csrfOf = (body: string) => /name="csrf" value="([A-Za-z0-9_-]+)"/.exec(body)?.[1] ?? '';
     const browser = new GatewayBrowser(gw);
     const signInForm = await browser.get('/sign-in');
     const signedIn = await browser.post('/sign-in', { user: 'alice', password: 'alice-password', csrf: csrfOf(signInForm.body) });
@@ -178,8 +178,6 @@ describe('request smuggling against the real registry', () => {
     const smuggled = `DELETE /v2/alice/victim/manifests/${victim.digest} HTTP/1.1\r\nHost: ${gw.host}\r\nContent-Length: 0\r\n\r\n`;
     const head = (path: string, lines: string) =>
       `POST ${path} HTTP/1.1\r\nHost: ${gw.host}\r\nCookie: ${browser.cookieHeader(path)}\r\nOrigin: ${gw.url}\r\nSec-Fetch-Site: same-origin\r\nContent-Type: application/x-www-form-urlencoded\r\n${lines}`;
-    const chunked = (body: string) => `${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`;
-    const filler = Array.from({ length: 1100 }, (_, i) => `${i.toString(36)}:x\r\n`).join('');
     const shapes: Array<[string, (path: string, body: string) => string, number]> = [
       ['Content-Length and Transfer-Encoding', (p, body) => `${head(p, `Content-Length: ${body.length}\r\nTransfer-Encoding: chunked\r\n`)}\r\n${chunked(body + smuggled)}`, 400],
       ['Transfer-Encoding: chunked, identity', (p, body) => `${head(p, 'Transfer-Encoding: chunked, identity\r\n')}\r\n${chunked(body)}${smuggled}`, 400],

@@ -10,6 +10,7 @@ import { basic, fetchToken, request, startTestGateway, type TestGateway } from '
 import { ociConfigMediaType, ociManifestMediaType } from '../helpers/oci-image.js';
 import { RegistryApi, sha256 } from '../helpers/registry-api.js';
 import { GatewayBrowser } from '../helpers/sign-in.js';
+import { csrfOf } from '../helpers/ui-pages.js';
 
 const users = { alice: 'alice-password', bob: 'bob-password' };
 const access = `
@@ -25,7 +26,6 @@ rules:
     actions: [pull]
 `;
 const script = '<script>alert(1)</script>';
-const csrfOf = (body: string) => /name="csrf" value="([A-Za-z0-9_-]+)"/.exec(body)?.[1] ?? '';
 const sessionName = '__Host-gw-session';
 
 const state = {} as { gw: TestGateway; digest: string };
