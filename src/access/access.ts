@@ -168,3 +168,9 @@ export interface Authorizer {
 export function grantFor(authorizer: Authorizer, identity: Identity, requested: readonly Access[]): Access[] {
   return limitAccess(authorizer.grant(identity, requested), identity.scopeLimit);
 }
+
+/** Whether the identity may do `action` in the repository `name` (the rules and a CI token's scopes). */
+export function mayDo(authorizer: Authorizer, identity: Identity, name: string, action: string): boolean {
+  const wanted: Access[] = [{ type: 'repository', name, actions: [action] }];
+  return covers(grantFor(authorizer, identity, wanted), wanted);
+}

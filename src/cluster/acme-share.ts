@@ -60,7 +60,7 @@ export class ClusterChallenges extends AcmeChallenges {
 }
 
 /** Applies one change to a worker's challenges. */
-export function applyChallenge(challenges: AcmeChallenges, change: ChallengeChange): void {
+function applyChallenge(challenges: AcmeChallenges, change: ChallengeChange): void {
   switch (change.op) {
     case 'add-alpn':
       return challenges.addAlpn(change.host, change.key, change.cert);

@@ -27,7 +27,7 @@ const acmeStatus = z
   .optional();
 
 /** The SharedState calls a worker may make of the primary's state (subscriptions stay in the worker). */
-export const stateCall = z.discriminatedUnion('method', [
+const stateCall = z.discriminatedUnion('method', [
   z.object({ method: z.literal('addCount'), args: z.tuple([z.string(), z.number().nonnegative(), z.number().int().min(-1).max(1).optional()]) }),
   z.object({ method: z.literal('readCount'), args: z.tuple([z.string()]) }),
   z.object({ method: z.literal('clear'), args: z.tuple([z.string()]) }),

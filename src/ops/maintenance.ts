@@ -127,19 +127,26 @@ export class MaintenanceMode {
    * Checked and counted in one step, so no write slips between a switch and the count reported.
    */
   admitWrite(res: Response): boolean {
-    if (this.on) return false;
-    this.#inFlight += 1;
-    let done = false;
+    const done = this.admit();
+    if (done === undefined) return false;
     // One listener more than the proxy's own streams add: raise the limit by it, not past it.
     res.setMaxListeners(res.getMaxListeners() + 1);
-    res.once('close', () => {
+    res.once('close', done);
+    return true;
+  }
+
+  /** admitWrite for a write that is no proxied response (a web UI delete): counted until the returned function is called; undefined in maintenance. */
+  admit(): (() => void) | undefined {
+    if (this.on) return undefined;
+    this.#inFlight += 1;
+    let done = false;
+    return () => {
       if (done) return;
       done = true;
       this.#inFlight -= 1;
       // Only a gateway in maintenance is being waited for; otherwise the heartbeat carries the count.
       if (this.on) this.#report();
-    });
-    return true;
+    };
   }
 
   /** What the switch file says (whatever another gateway passed on). */

@@ -3,7 +3,6 @@
 import { isRepositoryName } from '../access/reference.js';
 import { manifestAccept, type UpstreamAnswer, type UpstreamPool } from '../registry/upstreams.js';
 
-const manifestTypes = manifestAccept;
 
 const maxManifestBytes = 4 * 1024 * 1024;
 const maxConfigBytes = 8 * 1024 * 1024;
@@ -41,7 +40,7 @@ export async function listRepositories(upstreams: UpstreamPool): Promise<string[
 
 /** The digest `tag` names now, or undefined when there is no such tag (any more). */
 export async function digestOfTag(upstreams: UpstreamPool, repository: string, tag: string): Promise<string | undefined> {
-  const answer = await upstreams.fetch(`/v2/${repository}/manifests/${tag}`, { method: 'HEAD', headers: { accept: manifestTypes } });
+  const answer = await upstreams.fetch(`/v2/${repository}/manifests/${tag}`, { method: 'HEAD', headers: { accept: manifestAccept } });
   if (answer.status === 404) return undefined;
   const digest = answer.headers['docker-content-digest'];
   if (answer.status !== 200 || typeof digest !== 'string') throw failed(`reading tag ${repository}:${tag}`, answer);
@@ -82,7 +81,7 @@ interface ManifestShape {
  * artifacts without a config date, a missing config blob.
  */
 export async function createdOf(upstreams: UpstreamPool, repository: string, digest: string, depth = 0): Promise<Date | undefined> {
-  const answer = await upstreams.fetch(`/v2/${repository}/manifests/${digest}`, { headers: { accept: manifestTypes }, maxBytes: maxManifestBytes });
+  const answer = await upstreams.fetch(`/v2/${repository}/manifests/${digest}`, { headers: { accept: manifestAccept }, maxBytes: maxManifestBytes });
   if (answer.status === 404) return undefined;
   if (answer.status !== 200) throw failed(`reading manifest ${digest} of ${repository}`, answer);
   let manifest: ManifestShape;

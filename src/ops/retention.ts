@@ -2,6 +2,7 @@
 
 import type { Authorizer } from '../access/access.js';
 import { listTags } from '../registry/immutable-tags.js';
+import { mapLimit } from '../map-limit.js';
 import type { UpstreamPool } from '../registry/upstreams.js';
 import { createdOf, digestOfTag, listRepositories } from './retention-registry.js';
 import { ruleFor, type RetentionRule } from './retention-rules.js';
@@ -42,17 +43,8 @@ export function belongsToAnImage(tag: string): boolean {
 const lookupsInParallel = 8;
 
 /** `work` on every item, a few at a time, results in order. */
-export async function inParallel<T, R>(items: readonly T[], work: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const at = next++;
-      results[at] = await work(items[at]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(lookupsInParallel, items.length) }, worker));
-  return results;
+export function inParallel<T, R>(items: readonly T[], work: (item: T) => Promise<R>): Promise<R[]> {
+  return mapLimit(items, lookupsInParallel, (item) => work(item));
 }
 
 function age(created: Date, now: number): string {

@@ -1,7 +1,7 @@
 // After the gate: the /v2/ version check, a filtered catalog, an immutable-tag check, the OCI 1.1 answers, or straight to the proxy.
 
 import type { NextFunction, Request, Response } from 'express';
-import { covers, grantFor, type Access, type Authorizer } from '../access/access.js';
+import { mayDo, type Authorizer } from '../access/access.js';
 import { sendFilteredCatalog } from './catalog.js';
 import type { GateLocals } from '../access/gate.js';
 import { createImmutableTagGuard } from './immutable-tags.js';
@@ -38,11 +38,7 @@ export function createForwarder(options: ForwardOptions) {
       return;
     }
     if (route.kind === 'catalog' && locals.filterCatalog) {
-      const mayPull = (repository: string) => {
-        const wanted: Access[] = [{ type: 'repository', name: repository, actions: ['pull'] }];
-        return covers(grantFor(options.authorizer, identity, wanted), wanted);
-      };
-      return sendFilteredCatalog(req, res, options.upstreams, mayPull);
+      return sendFilteredCatalog(req, res, options.upstreams, (repository) => mayDo(options.authorizer, identity, repository, 'pull'));
     }
     // OCI 1.1 referrers: answered from the subject's fallback tag, which manifest pushes and deletes by digest keep current.
     if (route.kind === 'referrers') return referrers.answer(res, route);

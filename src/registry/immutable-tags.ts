@@ -6,12 +6,12 @@ import type { Authorizer } from '../access/access.js';
 import { RegistryError } from '../errors.js';
 import { isTag } from '../access/reference.js';
 import { keyedLock, runHoldingUntilResponseEnds } from './tag-locks.js';
+import { mapLimit } from '../map-limit.js';
 import { manifestAccept, type UpstreamPool } from './upstreams.js';
 
 /** The registry refuses manifests over 4 MiB itself; reading that much to compare digests is cheap. */
 const maxManifestBytes = 4 * 1024 * 1024;
 
-const manifestMediaTypes = manifestAccept;
 
 /** The registry's own answer to a manifest over its limit (MANIFEST_INVALID, 400); the rest of the body is never read, so the connection ends. */
 const tooLarge = () => new RegistryError('MANIFEST_INVALID', `manifest too large (the limit is ${maxManifestBytes} bytes)`).withHeader('Connection', 'close');
@@ -46,7 +46,7 @@ export async function readManifestBody(req: Request, idleMs?: number): Promise<B
 /** Throws DENIED when `tag` already names a manifest other than `body` in `repository`. */
 export async function refuseTagMove(upstreams: UpstreamPool, repository: string, tag: string, body: Buffer): Promise<void> {
   const unchecked = () => new RegistryError('UNAVAILABLE', 'could not check whether the tag exists').withHeader('Retry-After', '5');
-  const answer = await upstreams.fetch(`/v2/${repository}/manifests/${tag}`, { method: 'HEAD', headers: { Accept: manifestMediaTypes } }).catch(() => {
+  const answer = await upstreams.fetch(`/v2/${repository}/manifests/${tag}`, { method: 'HEAD', headers: { Accept: manifestAccept } }).catch(() => {
     throw unchecked();
   });
   if (answer.status === 404) return;
@@ -97,7 +97,7 @@ export async function listTags(upstreams: UpstreamPool, repository: string): Pro
 
 /** The digest `tag` names now, or undefined when it names nothing. */
 async function tagDigest(upstreams: UpstreamPool, repository: string, tag: string): Promise<string | undefined> {
-  const answer = await upstreams.fetch(`/v2/${repository}/manifests/${tag}`, { method: 'HEAD', headers: { Accept: manifestMediaTypes } });
+  const answer = await upstreams.fetch(`/v2/${repository}/manifests/${tag}`, { method: 'HEAD', headers: { Accept: manifestAccept } });
   if (answer.status === 404) return undefined;
   const digest = answer.headers['docker-content-digest'];
   if (answer.status !== 200 || typeof digest !== 'string') throw lookupFailed(`tag ${tag} answered ${answer.status}`);
@@ -117,19 +117,13 @@ export async function refuseDeleteOfTagged(upstreams: UpstreamPool, authorizer: 
     throw error instanceof RegistryError ? error : lookupFailed('registry unreachable');
   }
   if (immutable.length > maxImmutableTagsChecked) throw lookupFailed(`more than ${maxImmutableTagsChecked} immutable tags`);
-  const naming: string[] = [];
-  let next = 0;
-  const worker = async () => {
-    while (next < immutable.length) {
-      const tag = immutable[next++]!;
-      if ((await tagDigest(upstreams, repository, tag)) === digest) naming.push(tag);
-    }
-  };
+  let digests: (string | undefined)[];
   try {
-    await Promise.all(Array.from({ length: Math.min(tagLookupsInParallel, immutable.length) }, worker));
+    digests = await mapLimit(immutable, tagLookupsInParallel, (tag) => tagDigest(upstreams, repository, tag));
   } catch (error) {
     throw error instanceof RegistryError ? error : lookupFailed('registry unreachable');
   }
+  const naming = immutable.filter((_tag, index) => digests[index] === digest);
   if (naming.length === 0) return;
   naming.sort();
   const shown = naming.slice(0, 10).join(', ') + (naming.length > 10 ? `, and ${naming.length - 10} more` : '');

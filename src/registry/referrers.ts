@@ -11,7 +11,7 @@ import type { BeforeAnswer, RegistryProxy } from './proxy.js';
 import { isSubjectDigest, listing, ociIndexMediaType, referrerOf, subjectOfStored, type PushedReferrer } from './referrers-index.js';
 import { ReferrersStore } from './referrers-store.js';
 import type { OutgoingRequest } from './upstream-request.js';
-import type { UpstreamAnswer, UpstreamPool } from './upstreams.js';
+import { manifestAccept, type UpstreamAnswer, type UpstreamPool } from './upstreams.js';
 
 export interface ReferrersOptions {
   proxy: RegistryProxy;
@@ -25,13 +25,6 @@ export interface ReferrersOptions {
 /** The immutable-tag guard of forward.ts: forwards through `forward` when it takes the request. */
 type Guard = (req: Request, res: Response, route: { name: string; reference: string }, forward: (body?: Buffer) => void, read?: Buffer) => Promise<boolean>;
 
-const anyManifest = [
-  'application/vnd.oci.image.manifest.v1+json',
-  ociIndexMediaType,
-  'application/vnd.docker.distribution.manifest.v2+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-  'application/vnd.docker.distribution.manifest.v1+prettyjws',
-].join(', ');
 
 const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
@@ -84,7 +77,7 @@ export function createReferrers(options: ReferrersOptions) {
     if (!isSubjectDigest(digest)) return undefined;
     let stored: UpstreamAnswer;
     try {
-      stored = await upstreams.fetch(`/v2/${name}/manifests/${digest}`, { headers: { accept: anyManifest } });
+      stored = await upstreams.fetch(`/v2/${name}/manifests/${digest}`, { headers: { accept: manifestAccept } });
     } catch (error) {
       logger.warn({ repository: name, digest, err: (error as Error).message }, 'could not read a manifest before its delete; its subject\'s referrers list is not updated');
       return undefined;

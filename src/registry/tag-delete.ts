@@ -7,7 +7,7 @@ import type { Authorizer } from '../access/access.js';
 import { RegistryError } from '../errors.js';
 import { refuseDeleteOfTagged } from './immutable-tags.js';
 import { keyedLock } from './tag-locks.js';
-import type { UpstreamAnswer, UpstreamFetchOptions, UpstreamPool } from './upstreams.js';
+import { manifestAccept, type UpstreamAnswer, type UpstreamFetchOptions, type UpstreamPool } from './upstreams.js';
 
 /** The OCI empty descriptor's content: the config of every throwaway manifest. */
 const emptyConfig = Buffer.from('{}');
@@ -24,13 +24,6 @@ const maxThrowawayBytes = 1024;
 /** The most of a registry error body read (a 404's JSON). */
 const maxManifestBytes = 64 * 1024;
 
-const manifestMediaTypes = [
-  ociManifestMediaType,
-  'application/vnd.oci.image.index.v1+json',
-  'application/vnd.docker.distribution.manifest.v2+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-  'application/vnd.docker.distribution.manifest.v1+prettyjws',
-].join(', ');
 
 const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
@@ -114,10 +107,10 @@ async function ensureEmptyConfig(upstreams: UpstreamPool, repository: string): P
  */
 async function leftOverThrowaway(upstreams: UpstreamPool, repository: string, tag: string): Promise<Throwaway | undefined> {
   const step = 'reading the tag';
-  const head = await ask(upstreams, step, `/v2/${repository}/manifests/${tag}`, { method: 'HEAD', headers: { accept: manifestMediaTypes } });
+  const head = await ask(upstreams, step, `/v2/${repository}/manifests/${tag}`, { method: 'HEAD', headers: { accept: manifestAccept } });
   if (head.status === 404) {
     // A HEAD answer has no body: the registry's error code comes with a GET.
-    const again = await ask(upstreams, step, `/v2/${repository}/manifests/${tag}`, { headers: { accept: manifestMediaTypes }, maxBytes: maxManifestBytes });
+    const again = await ask(upstreams, step, `/v2/${repository}/manifests/${tag}`, { headers: { accept: manifestAccept }, maxBytes: maxManifestBytes });
     if (again.status === 404 && codeOf(again) === 'NAME_UNKNOWN') throw new RegistryError('NAME_UNKNOWN', 'repository name not known to registry', { name: repository });
     if (again.status === 404) throw new RegistryError('MANIFEST_UNKNOWN', 'manifest unknown', { tag });
     // Pushed in the meantime: deleted like any other tag.

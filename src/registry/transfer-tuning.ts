@@ -4,7 +4,7 @@ import { setDefaultHighWaterMark } from 'node:stream';
 import v8 from 'node:v8';
 
 /** Stream buffers of this size mean fewer, larger chunks per layer: measurably less CPU per relayed GiB. */
-export const streamHighWaterMark = 256 * 1024;
+const streamHighWaterMark = 256 * 1024;
 
 /**
  * Called once by `serve`, before the gateway starts.

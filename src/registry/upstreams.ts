@@ -17,7 +17,6 @@ export interface UpstreamAnswer {
   body: Buffer;
 }
 
-/** The error code of a fetch whose answer was larger than its maxBytes. */
 /** Every manifest type the registry stores, for Accept: it answers 404 for a manifest of a type not accepted. */
 export const manifestAccept = [
   'application/vnd.oci.image.manifest.v1+json',
@@ -27,6 +26,7 @@ export const manifestAccept = [
   'application/vnd.docker.distribution.manifest.v1+prettyjws',
 ].join(', ');
 
+/** The error code of a fetch whose answer was larger than its maxBytes. */
 export const answerTooLarge = 'EANSWERTOOLARGE';
 
 export interface UpstreamFetchOptions {

@@ -25,7 +25,7 @@ export function revokedTokenOf(message: string): string | undefined {
 }
 
 /** Tells every gateway that the token is revoked; false when the shared state could not take it (the files still tell them). */
-export async function announceRevocation(shared: SharedState, id: string): Promise<boolean> {
+async function announceRevocation(shared: SharedState, id: string): Promise<boolean> {
   try {
     await shared.publish('revocations', revocationNotice(id));
     return true;

@@ -6,7 +6,7 @@ import type { Request, Response } from 'express';
 export const stylesheetPath = '/assets/app.css';
 export const scriptPath = '/assets/app.js';
 /** Where the sign-in pages' stylesheet was before the web UI; still answered. */
-export const legacyStylesheetPath = '/login/assets/style.css';
+const legacyStylesheetPath = '/login/assets/style.css';
 
 export const stylesheet = `:root { color-scheme: light dark; font-family: system-ui, sans-serif; line-height: 1.5; --line: #8885; --accent: #2f62c9; }
 * { box-sizing: border-box; }

@@ -2,13 +2,13 @@
 
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 
-export const corsAllowMethods = 'GET, HEAD, PUT, POST, PATCH, DELETE';
+const corsAllowMethods = 'GET, HEAD, PUT, POST, PATCH, DELETE';
 /** What a registry client sends besides the CORS-safelisted headers. */
-export const corsAllowHeaders = 'Authorization, Accept, Content-Type, Content-Range, Range';
+const corsAllowHeaders = 'Authorization, Accept, Content-Type, Content-Range, Range';
 /** What a registry UI reads from answers: digests, the auth challenge, paging, upload locations. */
-export const corsExposeHeaders = 'Docker-Content-Digest, WWW-Authenticate, Link, Location, Range, Docker-Upload-UUID, Docker-Distribution-Api-Version, OCI-Subject, OCI-Filters-Applied';
+const corsExposeHeaders = 'Docker-Content-Digest, WWW-Authenticate, Link, Location, Range, Docker-Upload-UUID, Docker-Distribution-Api-Version, OCI-Subject, OCI-Filters-Applied';
 /** Seconds a browser may reuse a preflight's answer. */
-export const corsMaxAgeSeconds = 600;
+const corsMaxAgeSeconds = 600;
 
 const apiPattern = /^\/(?:v2|token)(?:[/?]|$)/;
 

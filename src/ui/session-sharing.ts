@@ -5,11 +5,11 @@ import type { SharedState } from '../state/shared-state.js';
 import type { SessionCookies } from './session.js';
 
 /** The notice: JSON `{"session": ID, "until": MS}` (until: when the session would have expired anyway). */
-export function sessionNotice(id: string, until: number): string {
+function sessionNotice(id: string, until: number): string {
   return JSON.stringify({ session: id, until });
 }
 
-export function endedSessionOf(message: string): { id: string; until: number } | undefined {
+function endedSessionOf(message: string): { id: string; until: number } | undefined {
   try {
     const data = JSON.parse(message) as { session?: unknown; until?: unknown } | null;
     if (typeof data?.session !== 'string' || typeof data.until !== 'number') return undefined;

@@ -47,7 +47,7 @@ export interface WebPages {
 }
 
 /** The paths the pages answer (everything else goes on to /token and /v2/). */
-export function isPagePath(path: string, browse: boolean): boolean {
+function isPagePath(path: string, browse: boolean): boolean {
   if (/^\/(?:tokens|sign-out|login)(?:\/|$)/.test(path)) return true;
   return browse && (path === '/' || /^\/(?:r|sign-in)(?:\/|$)/.test(path));
 }

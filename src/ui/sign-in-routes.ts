@@ -9,9 +9,9 @@ import { SignInError, type OidcSignIn } from '../auth/oidc-sign-in.js';
 import type { CookieSigner } from './cookies.js';
 import { messagePage, type Frame } from './pages/layout.js';
 import { PendingSignIns } from './pending-sign-in.js';
+import { sendPage } from './routes/kit.js';
 import { maxTokensPerUser } from './routes/tokens.js';
 import { SessionTooLarge, type Session, type SessionCookies, type SessionData } from './session.js';
-import { pageHeaders } from './web-context.js';
 
 export interface SignInPagesOptions {
   signIn: Pick<OidcSignIn, 'name' | 'config' | 'begin' | 'complete'>;
@@ -43,10 +43,6 @@ const pendingProblems: Record<'missing' | 'forged' | 'expired' | 'used', string>
 
 const statusOf: Record<SignInError['kind'], number> = { unavailable: 503, failed: 400, refused: 403 };
 
-function send(res: Response, status: number, body: string): void {
-  res.status(status).type('html').send(body);
-}
-
 /** What the access log line of the request says: who (never a secret) and why a sign-in failed. */
 function noteInAccessLog(res: Response, user: string | undefined, reason?: string): void {
   if (user !== undefined) res.locals.user = user;
@@ -67,9 +63,8 @@ export function createSignInPages(options: SignInPagesOptions): express.Router {
   const again = { href: '/login', text: 'Sign in again' };
 
   const router = express.Router();
-  router.use('/login', pageHeaders);
   const message = (req: Request, res: Response, status: number, title: string, text: string, link?: { href: string; text: string }) =>
-    send(res, status, messagePage(options.frame(req, res), title, text, link === undefined ? {} : { link }));
+    sendPage(res, status, messagePage(options.frame(req, res), title, text, link === undefined ? {} : { link }));
 
   /** Runs a page; anything unexpected is logged and shown as a plain page, never a stack trace. */
   const page = (handler: (req: Request, res: Response) => Promise<void>) => async (req: Request, res: Response) => {

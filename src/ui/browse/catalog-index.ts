@@ -7,7 +7,7 @@ import { RegistryUnavailable } from './model.js';
 import { fetchBounded, ReadProblem, unexpected } from './upstream-reads.js';
 
 /** The registry's largest catalog page (its catalog.maxentries; 2.8 refuses a larger n). */
-export const catalogPageSize = 1000;
+const catalogPageSize = 1000;
 /** One page of 1000 names of at most 255 bytes, with JSON around them. */
 const maxPageBytes = 1024 * 1024;
 

@@ -1,9 +1,7 @@
 // Deletes from the web UI with every check the API's DELETE passes (delete grant, read-only maintenance, immutable tags), the same registry work, and the same events.
 
-import { EventEmitter } from 'node:events';
-import type { Response } from 'express';
 import type { Logger } from 'pino';
-import { covers, grantFor, type Access, type Authorizer, type Identity } from '../../access/access.js';
+import { grantFor, mayDo, type Access, type Authorizer, type Identity } from '../../access/access.js';
 import { describeDenials } from '../../access/denial-log.js';
 import { isDigest, isRepositoryName, isTag } from '../../access/reference.js';
 import { anonymousName } from '../../auth/login.js';
@@ -14,10 +12,9 @@ import { refuseDeleteOfTagged, withImmutableTagLock } from '../../registry/immut
 import { subjectOfStored } from '../../registry/referrers-index.js';
 import { ReferrersStore } from '../../registry/referrers-store.js';
 import { createTagRemover } from '../../registry/tag-delete.js';
-import type { UpstreamPool } from '../../registry/upstreams.js';
+import { manifestAccept, type UpstreamPool } from '../../registry/upstreams.js';
 import type { ManifestStore } from './manifests.js';
 import type { DeleteOutcome, Viewer } from './model.js';
-import { manifestAccept } from './upstream-reads.js';
 
 /** Read-only maintenance as the deletes see it. */
 export interface WriteGate {
@@ -27,15 +24,8 @@ export interface WriteGate {
 }
 
 /** The gateway's MaintenanceMode as a WriteGate: a UI delete counts as a write in flight, as an API one does. */
-export function maintenanceGate(mode: Pick<MaintenanceMode, 'status' | 'admitWrite'>): WriteGate {
-  return {
-    status: () => mode.status(),
-    admit() {
-      // admitWrite counts a write until its response closes; this stands in for the response.
-      const handle = new EventEmitter();
-      return mode.admitWrite(handle as unknown as Response) ? () => handle.emit('close') : undefined;
-    },
-  };
+export function maintenanceGate(mode: Pick<MaintenanceMode, 'status' | 'admit'>): WriteGate {
+  return { status: () => mode.status(), admit: () => mode.admit() };
 }
 
 export interface DeleterOptions {
@@ -69,10 +59,7 @@ export function createDeleter(options: DeleterOptions) {
   const referrers = new ReferrersStore({ upstreams, authorizer, logger });
 
   const actor = (viewer: Viewer): Actor => ({ user: viewer.identity.user ?? anonymousName, remote: viewer.address });
-  const allows = (identity: Identity, name: string, action: string): boolean => {
-    const wanted: Access[] = [{ type: 'repository', name, actions: [action] }];
-    return covers(grantFor(authorizer, identity, wanted), wanted);
-  };
+  const allows = (identity: Identity, name: string, action: string): boolean => mayDo(authorizer, identity, name, action);
 
   /** The checks before any registry work: the delete grant (hidden repositories answer 404), then maintenance. */
   function refusal(viewer: Viewer, name: string): DeleteOutcome | undefined {

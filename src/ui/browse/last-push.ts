@@ -4,7 +4,7 @@ import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { EventBus } from '../../ops/events.js';
-import { mapLimit } from './upstream-reads.js';
+import { mapLimit } from '../../map-limit.js';
 
 /** Repositories remembered from events at most (the oldest pushes are forgotten first). */
 const maxRemembered = 100_000;

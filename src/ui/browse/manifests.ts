@@ -2,9 +2,10 @@
 
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import type { UpstreamPool } from '../../registry/upstreams.js';
+import { isSubjectDigest } from '../../registry/referrers-index.js';
+import { manifestAccept, type UpstreamPool } from '../../registry/upstreams.js';
 import { parseManifest, type Descriptor, type ParsedManifest } from './manifest-parts.js';
-import { fetchBounded, manifestAccept, ReadProblem, tooLargeText, unexpected } from './upstream-reads.js';
+import { fetchBounded, ReadProblem, tooLargeText, unexpected } from './upstream-reads.js';
 
 export interface ManifestStoreOptions {
   upstreams: UpstreamPool;
@@ -23,7 +24,6 @@ export interface Resolved {
   size: number | undefined;
 }
 
-const digestPattern = /^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
 const schema1 = 'application/vnd.docker.distribution.manifest.v1+prettyjws';
 
 function digestOf(bytes: Buffer, algorithm: string): string {
@@ -32,7 +32,7 @@ function digestOf(bytes: Buffer, algorithm: string): string {
 
 /** The sha256 or sha512 the content must have; a digest of another algorithm is not read. */
 function checkedAlgorithm(digest: string): string {
-  if (!digestPattern.test(digest)) throw new ReadProblem(`The digest ${digest.slice(0, 80)} is not a sha256 or sha512 digest; its content is not shown.`);
+  if (!isSubjectDigest(digest)) throw new ReadProblem(`The digest ${digest.slice(0, 80)} is not a sha256 or sha512 digest; its content is not shown.`);
   return digest.slice(0, digest.indexOf(':'));
 }
 
@@ -73,7 +73,7 @@ export class ManifestStore {
     if (answer.status === 404) return undefined;
     if (answer.status !== 200) throw unexpected(answer, `the manifest ${reference}`);
     const digest = answer.headers['docker-content-digest'];
-    if (typeof digest !== 'string' || !digestPattern.test(digest)) throw new ReadProblem('The registry named the manifest without a usable digest.');
+    if (typeof digest !== 'string' || !isSubjectDigest(digest)) throw new ReadProblem('The registry named the manifest without a usable digest.');
     if (reference.includes(':') && digest !== reference) throw new ReadProblem('The registry answered with another manifest than the one asked for.');
     const length = Number(answer.headers['content-length']);
     return { digest, mediaType: String(answer.headers['content-type'] ?? '').split(';', 1)[0]!.trim(), size: Number.isSafeInteger(length) ? length : undefined };

@@ -2,7 +2,7 @@
 
 import type { Logger } from 'pino';
 import { LRUCache } from 'lru-cache';
-import { covers, grantFor, type Access, type Authorizer, type Identity } from '../../access/access.js';
+import { mayDo, type Authorizer, type Identity } from '../../access/access.js';
 import { isDigest, isRepositoryName, isTag } from '../../access/reference.js';
 import { RegistryError } from '../../errors.js';
 import type { EventBus } from '../../ops/events.js';
@@ -17,7 +17,8 @@ import { ManifestStore } from './manifests.js';
 import { RegistryUnavailable, type BrowseReader, type RepositoryList, type RepositoryView, type Viewer } from './model.js';
 import { sortTagsForDisplay } from './tag-sort.js';
 import { tagRow } from './tag-rows.js';
-import { limiter, mapLimit } from './upstream-reads.js';
+import { mapLimit } from '../../map-limit.js';
+import { limiter } from './upstream-reads.js';
 
 export interface BrowseReaderDeps {
   /** The gateway's registry pool: every read and delete goes through it. */
@@ -51,9 +52,12 @@ function clampPage(page: { page: number; perPage: number }): { page: number; per
   return { page: Number.isSafeInteger(page.page) && page.page > 0 ? page.page : 1, perPage };
 }
 
-/** The tags people see: every tag but the referrers fallback tags, sorted for display. */
+/** The tags people see: every tag but the referrers fallback tags, unsorted. */
+const visibleTags = (tags: readonly string[]): string[] => tags.filter((tag) => !fallbackTagPattern.test(tag));
+
+/** The tags people see, sorted for display. */
 export function shownTags(tags: readonly string[]): string[] {
-  return sortTagsForDisplay(tags.filter((tag) => !fallbackTagPattern.test(tag)));
+  return sortTagsForDisplay(visibleTags(tags));
 }
 
 /**
@@ -85,16 +89,12 @@ export function createBrowseReader(deps: BrowseReaderDeps): BrowseReader & { clo
 
   function mayPull(identity: Identity, name: string): boolean {
     if (identity.user === null && !authorizer.allowsAnonymous()) return false;
-    const wanted: Access[] = [{ type: 'repository', name, actions: ['pull'] }];
-    return covers(grantFor(authorizer, identity, wanted), wanted);
+    return mayDo(authorizer, identity, name, 'pull');
   }
 
-  function mayDelete(identity: Identity, name: string): boolean {
-    const wanted: Access[] = [{ type: 'repository', name, actions: ['delete'] }];
-    return covers(grantFor(authorizer, identity, wanted), wanted);
-  }
+  const mayDelete = (identity: Identity, name: string): boolean => mayDo(authorizer, identity, name, 'delete');
 
-  /** Every shown tag of a visible repository; undefined when the registry does not know it. */
+  /** Every shown tag of a visible repository, unsorted (a count needs no order); undefined when the registry does not know it. */
   async function tagsOf(name: string): Promise<string[] | undefined> {
     let all;
     try {
@@ -104,7 +104,7 @@ export function createBrowseReader(deps: BrowseReaderDeps): BrowseReader & { clo
       throw new RegistryUnavailable('the registry did not list the tags');
     }
     if (!Array.isArray(all)) return undefined;
-    const shown = shownTags(all);
+    const shown = visibleTags(all);
     tagCounts.set(name, { count: shown.length, at: now() });
     return shown;
   }
@@ -136,8 +136,9 @@ export function createBrowseReader(deps: BrowseReaderDeps): BrowseReader & { clo
   async function repository(viewer: Viewer, name: string, paging: { page: number; perPage: number }): Promise<RepositoryView | undefined> {
     if (!isRepositoryName(name) || !mayPull(viewer.identity, name)) return undefined;
     const { page, perPage } = clampPage(paging);
-    const tags = await tagsOf(name);
-    if (tags === undefined) return undefined;
+    const found = await tagsOf(name);
+    if (found === undefined) return undefined;
+    const tags = sortTagsForDisplay(found);
     const limit = limiter(readsPerPage);
     const shown = tags.slice((page - 1) * perPage, page * perPage);
     const rows = await Promise.all(shown.map((tag) => tagRow(store, authorizer, limit, name, tag)));

@@ -4,7 +4,8 @@ import type { Authorizer } from '../../access/access.js';
 import type { ManifestStore } from './manifests.js';
 import { configView, hasImageConfig, isoTime, isPlatformEntry, layersSize, platformText, type ParsedManifest } from './manifest-parts.js';
 import type { ImageConfigView, PlatformRow, TagRow } from './model.js';
-import { mapLimit, problemText } from './upstream-reads.js';
+import { mapLimit } from '../../map-limit.js';
+import { problemText } from './upstream-reads.js';
 
 /** Runs one registry read under the page's concurrency limit. */
 export type Limit = <T>(read: () => Promise<T>) => Promise<T>;

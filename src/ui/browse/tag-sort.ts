@@ -1,6 +1,7 @@
 // Orders a repository's tags for people: version-like tags by semantic version, newest first, then the others by name.
 
 import semver from 'semver';
+import { compareTags } from '../../registry/tag-list.js';
 
 /** v1, 1.2, v1.2.3, 2.0.0-rc1: one to three numbers, an optional leading v, an optional pre-release. */
 const versionLike = /^v?(\d{1,16})(?:\.(\d{1,16}))?(?:\.(\d{1,16}))?(?:-([0-9A-Za-z.-]+))?$/;
@@ -14,9 +15,6 @@ export function versionOf(tag: string): semver.SemVer | undefined {
   return semver.parse(text, { loose: true }) ?? undefined;
 }
 
-/** Byte order: tags are ASCII. */
-const byName = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
-
 /**
  * Version-like tags first, newest first (2.0.0 before 2.0.0-rc1 before 1.10.0 before 1.9.0); equal
  * versions (v1.0 and 1.0.0) by name; then every other tag by name.
@@ -29,7 +27,7 @@ export function sortTagsForDisplay(tags: Iterable<string>): string[] {
     if (version === undefined) others.push(tag);
     else versions.push({ tag, version });
   }
-  versions.sort((a, b) => semver.rcompare(a.version, b.version) || byName(a.tag, b.tag));
-  others.sort(byName);
+  versions.sort((a, b) => semver.rcompare(a.version, b.version) || compareTags(a.tag, b.tag));
+  others.sort(compareTags);
   return [...versions.map((entry) => entry.tag), ...others];
 }

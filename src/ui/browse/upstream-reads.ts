@@ -3,7 +3,6 @@
 import { answerTooLarge, type UpstreamAnswer, type UpstreamFetchOptions, type UpstreamPool } from '../../registry/upstreams.js';
 import { RegistryUnavailable } from './model.js';
 
-export { manifestAccept } from '../../registry/upstreams.js';
 
 /** A part of a page that cannot be shown (too large, malformed, not what it claims): said on the page, the rest still shown. */
 export class ReadProblem extends Error {
@@ -43,20 +42,6 @@ function formatLimit(bytes: number): string {
 /** A registry answer that is neither the content nor "not found": the registry is failing. */
 export function unexpected(answer: UpstreamAnswer, what: string): RegistryUnavailable {
   return new RegistryUnavailable(`the registry answered ${answer.status} when reading ${what}`);
-}
-
-/** Maps `items` through `work`, at most `limit` at a time, results in input order. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, work: (item: T, index: number) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const index = next++;
-      results[index] = await work(items[index]!, index);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }
 
 /** At most `limit` reads at a time for one page view; wrap single reads only (a wrapped read must not wait on another). */

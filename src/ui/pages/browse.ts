@@ -5,7 +5,7 @@ import { html, type Html } from '../html.js';
 import { repositoryUrl, shortDigest, size, tagUrl, time } from './format.js';
 import { page, type Frame } from './layout.js';
 
-export function pageCount(total: number, perPage: number): number {
+function pageCount(total: number, perPage: number): number {
   return Math.max(1, Math.ceil(total / perPage));
 }
 

@@ -5,7 +5,7 @@ import { html, type Html } from '../html.js';
 const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
 
 /** 1536 -> "1.5 KiB"; undefined -> "". */
-export function sizeText(bytes: number | undefined): string {
+function sizeText(bytes: number | undefined): string {
   if (bytes === undefined || !Number.isFinite(bytes) || bytes < 0) return '';
   let value = bytes;
   let unit = 0;
@@ -32,7 +32,7 @@ const steps: [number, string][] = [
 ];
 
 /** "3 days ago", "in 2 hours", "just now". */
-export function relativeTime(iso: string, now: number): string | undefined {
+function relativeTime(iso: string, now: number): string | undefined {
   const at = Date.parse(iso);
   if (Number.isNaN(at)) return undefined;
   let amount = Math.round((now - at) / 1000);

@@ -6,7 +6,7 @@ import { manifestUrl, repositoryUrl, shortDigest, size, tagUrl, time } from './f
 import { page, type Frame } from './layout.js';
 
 /** `docker pull HOST/REPO:TAG` or `HOST/REPO@DIGEST`. */
-export function pullCommand(host: string, view: Pick<ImageView, 'repository' | 'tag' | 'digest'>): string {
+function pullCommand(host: string, view: Pick<ImageView, 'repository' | 'tag' | 'digest'>): string {
   return `docker pull ${host}/${view.repository}${view.tag === undefined ? `@${view.digest}` : `:${view.tag}`}`;
 }
 

@@ -10,7 +10,7 @@ import { webOf } from '../web-context.js';
 import { frameOf, handle, refuseForm, sendPage, type WebKit } from './kit.js';
 
 /** A path on this site to go to after signing in: never another site (`//host`, `/\host`), never a scheme. */
-export function safeNext(value: unknown): string {
+function safeNext(value: unknown): string {
   const text = Array.isArray(value) ? value[0] : value;
   if (typeof text !== 'string' || text.length > 512 || !/^\/(?![/\\])[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$/.test(text)) return '/';
   return text;

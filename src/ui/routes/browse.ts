@@ -10,8 +10,8 @@ import { imagePage, imageTitle } from '../pages/image.js';
 import { webOf } from '../web-context.js';
 import { frameOf, handle, hostOf, notFound, refuseForm, sendPage, type WebKit } from './kit.js';
 
-export const repositoriesPerPage = 50;
-export const tagsPerPage = 50;
+const repositoriesPerPage = 50;
+const tagsPerPage = 50;
 
 export type BrowseTarget =
   | { kind: 'repository'; repository: string }
@@ -27,7 +27,7 @@ function decoded(text: string): string | undefined {
 }
 
 /** What a path under /r/ names, or undefined when it is no valid repository, tag or digest address. */
-export function parseBrowsePath(path: string): BrowseTarget | undefined {
+function parseBrowsePath(path: string): BrowseTarget | undefined {
   if (!path.startsWith('/r/') || path.length > 2048) return undefined;
   const rest = path.slice(3).replace(/\/$/, '');
   const split = rest.indexOf('/-/');
@@ -45,13 +45,13 @@ export function parseBrowsePath(path: string): BrowseTarget | undefined {
 }
 
 /** A 1-based page number from the query; anything else is page 1. */
-export function pageNumber(value: unknown): number {
+function pageNumber(value: unknown): number {
   const text = Array.isArray(value) ? value[0] : value;
   if (typeof text !== 'string' || !/^\d{1,7}$/.test(text)) return 1;
   return Math.max(1, Number(text));
 }
 
-export function searchText(value: unknown): string {
+function searchText(value: unknown): string {
   const text = Array.isArray(value) ? value[0] : value;
   return typeof text === 'string' ? text.trim().slice(0, 255) : '';
 }
