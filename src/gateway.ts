@@ -106,8 +106,10 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
   const { logger } = options;
   if (!options.worker) await createFirstRunFiles(config, options, checked);
 
+  // Read once: it signs tokens, keys the provider fingerprints and the web pages' cookies.
+  const tokenKeyPem = readFileSync(config.tokenKey, 'utf8');
   const tokens = new TokenAuthority({
-    privateKeyPem: readFileSync(config.tokenKey, 'utf8'),
+    privateKeyPem: tokenKeyPem,
     certificatePem: readFileSync(config.tokenCert, 'utf8'),
     issuer: config.tokenIssuer,
     service: config.service,
@@ -123,7 +125,7 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
     users,
     ciTokens,
     checker: authenticator,
-    fingerprintKey: providerFingerprintKey(readFileSync(config.tokenKey, 'utf8')),
+    fingerprintKey: providerFingerprintKey(tokenKeyPem),
     logger,
   });
   logger.info({ authenticators: chain.names }, 'authenticators in the order they are asked');
@@ -182,7 +184,7 @@ async function startChecked(config: Readonly<Config>, options: GatewayOptions, c
   try {
     await maintenance.start();
     await shared?.attach({ ciTokens, maintenance });
-    web = await createWebPages(config, { logger, logins, users, ciTokens, tokenKeyPem: readFileSync(config.tokenKey, 'utf8'), shared: shared?.state, registry: { upstreams: pool, authorizer: rules, events, maintenance: maintenanceGate(maintenance), ...(registry || options.worker?.registry ? { storageRoot: path.join(config.dataDir, 'registry') } : {}) } });
+    web = await createWebPages(config, { logger, logins, users, ciTokens, tokenKeyPem, shared: shared?.state, registry: { upstreams: pool, authorizer: rules, events, maintenance: maintenanceGate(maintenance), ...(registry || options.worker?.registry ? { storageRoot: path.join(config.dataDir, 'registry') } : {}) } });
   } catch (error) {
     await shared?.close();
     pool.close();
